@@ -1,0 +1,1 @@
+"""Voice Live batch worker: Service Bus jobs → paced Voice Live sessions → Blob artifacts."""
