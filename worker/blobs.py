@@ -1,8 +1,8 @@
 """Blob URLs: parsing into account / container / name, and the allow-list policy that guards them.
 
-The worker's identity can read every container it has a role on, so a job must never be able to point it
-at an arbitrary URL. A URL passes only when it is an `https://<account>.blob.<cloud suffix>/<container>/<name>`
-URL (or a configured loopback dev endpoint, path-style) whose account/container is allow-listed. Everything
+The worker's identity can read every container it has a role on, so a job must never be able to point
+it at an arbitrary URL. A URL passes only when it is `https://<account>.blob.<suffix>/<container>/<name>`
+(or a configured loopback dev endpoint, path-style) whose account/container is allow-listed. Everything
 else — userinfo, ports, IP literals, look-alike hosts, traversal, queries carrying SAS tokens — is
 `InputForbidden` with a detail that says which rule failed.
 """
@@ -16,7 +16,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from worker.errors import InputForbidden
 
-__all__ = ["BlobPolicy", "BlobRef", "DevEndpoint", "parse_allow_list"]
+__all__ = ["ANY_CONTAINER", "BlobPolicy", "BlobRef", "DevEndpoint", "parse_allow_list"]
 
 #: Public-cloud blob endpoint suffixes. A host must be exactly `<account>.<suffix>`.
 BLOB_SUFFIXES = (
@@ -28,6 +28,10 @@ _ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$|^\$root$")
 _MAX_BLOB_NAME = 1024
 _FORBIDDEN_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+
+#: Allow-list that admits every account and container. Only code builds it (for offline `validate`);
+#: `parse_allow_list` refuses a `*` account, so no setting can produce it.
+ANY_CONTAINER: frozenset[tuple[str, str]] = frozenset({("*", "*")})
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +84,7 @@ def parse_allow_list(value: str) -> frozenset[tuple[str, str]]:
         if not item:
             continue
         account, sep, container = item.partition("/")
-        if not sep or not account or not container or "/" in container:
+        if not sep or not account or not container or "/" in container or account == "*":
             raise ValueError(f"allow-list entry {item!r} must be 'account/container' or 'account/*'")
         entries.add((account.lower(), container if container == "*" else container.lower()))
     return frozenset(entries)
@@ -124,7 +128,7 @@ class BlobPolicy:
     # -- internals ---------------------------------------------------------------------------------
 
     def _require_allowed(self, ref: BlobRef, allowed: frozenset[tuple[str, str]], *, what: str) -> None:
-        if (ref.account, ref.container) in allowed or (ref.account, "*") in allowed:
+        if {(ref.account, ref.container), (ref.account, "*"), ("*", "*")} & allowed:
             return
         raise InputForbidden(f"{what} container {ref.account}/{ref.container} is not allow-listed")
 
@@ -185,7 +189,7 @@ def _split_path(path: str, *, what: str, url: str) -> tuple[str, str]:
     if not _CONTAINER.match(container):
         raise InputForbidden(f"{what} container {container!r} is not a valid container name")
     segments = name.split("/")
-    if any(seg in {".", ".."} for seg in segments) or "//" in name:
+    if any(seg in {".", ".."} for seg in segments) or "" in segments[:-1]:
         raise InputForbidden(f"{what} must not contain '.', '..' or empty path segments: {_show(url)}")
     if len(name) > _MAX_BLOB_NAME:
         raise InputForbidden(f"{what} blob name is longer than {_MAX_BLOB_NAME} characters")

@@ -196,9 +196,7 @@ def parse_job(body: bytes | str, *, policy: BlobPolicy) -> ParsedJob:
     except (RecursionError, ValueError, TypeError) as exc:
         raise InvalidJob(f"job does not validate: {exc}") from None
     input_ref = policy.check_input(job.input.url)
-    output_ref = (
-        policy.check_output(job.output.url) if job.output else policy.default_output(job.job_id)
-    )
+    output_ref = policy.check_output(job.output.url) if job.output else policy.default_output(job.job_id)
     return ParsedJob(job=job, input=input_ref, output=output_ref)
 
 

@@ -1,0 +1,83 @@
+"""`voicelive-worker`: the command line others script against (DESIGN.md §14; extend, don't rename)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from worker.blobs import ANY_CONTAINER, BlobPolicy
+from worker.config import ConfigError, load_settings
+from worker.errors import Permanent
+from worker.jobs import parse_job, schema_for
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="voicelive-worker",
+    help="Run recorded audio through Azure AI Voice Live at wire pace, from Service Bus to Blob Storage.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_INVALID = 2
+EXIT_CONFIG = 3
+
+
+class SchemaKind(StrEnum):
+    job = "job"
+    manifest = "manifest"
+
+
+@app.command()
+def schema(kind: Annotated[SchemaKind, typer.Argument(help="which schema")] = SchemaKind.job) -> None:
+    """Print the JSON Schema of the job message or the manifest."""
+    typer.echo(json.dumps(schema_for(kind.value), indent=2))
+
+
+@app.command()
+def validate(
+    message: Annotated[Path, typer.Argument(help="a job message body (JSON file), or - for stdin")],
+) -> None:
+    """Check a job message: prints `valid` (exit 0) or `invalid: <Reason>: <detail>` (exit 2).
+
+    URLs are checked against ALLOWED_INPUT_CONTAINERS when storage is configured; otherwise only their
+    shape is checked, and a note on stderr says so.
+    """
+    body = sys.stdin.buffer.read() if str(message) == "-" else _read_file(message)
+    try:
+        parse_job(body, policy=_validation_policy())
+    except Permanent as exc:
+        typer.echo(f"invalid: {exc.reason}: {exc.detail}")
+        raise typer.Exit(EXIT_INVALID) from None
+    typer.echo("valid")
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        typer.echo(f"error: cannot read {path}: {exc.strerror}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def _validation_policy() -> BlobPolicy:
+    try:
+        settings = load_settings()
+        return settings.blob_policy()
+    except ConfigError as exc:
+        typer.echo(f"note: allow-list not checked ({exc})", err=True)
+        return BlobPolicy(
+            allowed_inputs=ANY_CONTAINER,
+            allowed_outputs=ANY_CONTAINER,
+            results=("https://unset.blob.core.windows.net", "unset", "results"),
+        )
+
+
+def main() -> None:
+    app()
