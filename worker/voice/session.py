@@ -1,0 +1,441 @@
+"""One Voice Live session for one job: configure, stream at pace, answer tools, drain, return the timeline.
+
+Shape (DESIGN.md §8): connect under our own timeout → `session.update`, wait for `session.updated` →
+seed the conversation → a sender (the `WirePacer`) and a receiver (events → `Tracker`) run in one
+TaskGroup, so the first failure cancels the rest → after the input (and its trailing silence) is sent,
+drain: no response requested or in progress, no tool running, transcriptions complete, no open VAD turn,
+and `drain_window_s` without events — bounded by `job.streaming.response_timeout_s` (a timeout is a
+warning, not a failure). `response.create` is only ever sent when no response is active (`_pump`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from worker.audio.convert import g711_to_pcm16
+from worker.audio.formats import AudioFormat
+from worker.errors import Permanent, Throttled, Transient, WorkerError
+from worker.jobs import Job
+from worker.pacing import PacingStats, WirePacer
+from worker.voice.ports import VoiceConnection, VoiceConnector
+from worker.voice.timeline import Timeline, ToolCallRecord
+from worker.voice.tools import Tool, ToolOutcome, ToolRunner
+from worker.voice.tracker import EventLog, Tracker, Trigger
+from worker.voice.turns import EnergySegmenter, Utterance
+from worker.voice.wire import classify_error_event, function_output_event, seed_events, session_update_event
+
+__all__ = ["SessionOptions", "SessionResult", "run_session"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionOptions:
+    """Knobs of a session that are not part of the job. Durations in seconds unless named `_ms`.
+
+    `clock` must be the same monotonic clock the `WirePacer` uses (arrival times are mapped onto its
+    input clock). `manual_segmentation` picks how manual-turn jobs are cut: our energy VAD ("vad") or
+    one commit of everything at the end ("single").
+    """
+
+    connect_timeout_s: float = 15.0
+    session_update_timeout_s: float = 10.0
+    drain_window_s: float = 1.0
+    tool_timeout_s: float = 10.0
+    manual_segmentation: Literal["vad", "single"] = "vad"
+    manual_silence_ms: float = 600.0
+    manual_threshold_dbfs: float = -40.0
+    clock: Callable[[], float] = time.monotonic
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionResult:
+    """What a finished session produced. Files live in the `workdir` given to `run_session`:
+    `input_pcm` (pcm16 mono at `input_sample_rate`, exactly as streamed, trailing silence included),
+    `response-NNN.pcm` per response with audio (see `timeline.responses[*].audio_file/placements`),
+    and `events_file` when the job asked for events."""
+
+    timeline: Timeline
+    session_id: str | None
+    model: str | None
+    voice: str | None
+    pacing: PacingStats
+    input_pcm: Path
+    input_sample_rate: int
+    events_file: Path | None
+    connect_ms: float
+    drained: bool
+
+
+async def run_session(
+    job: Job,
+    frames: AsyncIterator[bytes],
+    *,
+    connector: VoiceConnector,
+    tools: Sequence[Tool],
+    audio_format: AudioFormat,
+    pacer: WirePacer,
+    workdir: Path,
+    model_default: str,
+    options: SessionOptions = SessionOptions(),
+) -> SessionResult:
+    """Run `job` through one Voice Live session, streaming `frames` (each `pacer.frame_ms` long, in
+    `audio_format`). Raises only `WorkerError`s (`Transient`, `Throttled`, `VoiceLiveRejected`, or
+    whatever `frames` raises, e.g. `UnsupportedAudio`)."""
+    session = _Session(
+        job,
+        connector=connector,
+        tools=tools,
+        audio_format=audio_format,
+        pacer=pacer,
+        workdir=workdir,
+        options=options,
+    )
+    try:
+        return await session.run(frames, model=job.session.model or model_default)
+    except BaseExceptionGroup as group:
+        raise _most_relevant(group) from None
+
+
+def _most_relevant(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that should settle the job: permanent beats throttled beats transient; a non-worker
+    error (a bug) is re-raised as the group so it is not hidden."""
+    errors = [e for e in _leaves(group) if isinstance(e, WorkerError)]
+    for kind in (Permanent, Throttled, Transient, WorkerError):
+        for err in errors:
+            if isinstance(err, kind):
+                return err
+    return group
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+@dataclass
+class _ToolCall:
+    call_id: str
+    name: str
+    arguments: str
+    start_ms: float
+    task: asyncio.Task[ToolOutcome]
+
+
+class _Session:
+    def __init__(
+        self,
+        job: Job,
+        *,
+        connector: VoiceConnector,
+        tools: Sequence[Tool],
+        audio_format: AudioFormat,
+        pacer: WirePacer,
+        workdir: Path,
+        options: SessionOptions,
+    ) -> None:
+        self.job = job
+        self.connector = connector
+        self.tools = tools
+        self.fmt = audio_format
+        self.pacer = pacer
+        self.workdir = workdir
+        self.opt = options
+        self.clock = options.clock
+        self.manual = job.session.turn_detection is None
+        self.tracker = Tracker(
+            workdir=workdir,
+            input_ms=self._input_ms,
+            transcription=job.session.input_audio_transcription is not None,
+            job_id=job.job_id,
+        )
+        self.runner = ToolRunner(
+            tools=tools,
+            fixtures=job.tool_fixtures,
+            default_timeout_s=options.tool_timeout_s,
+            clock=self.clock,
+        )
+        self.segmenter = (
+            EnergySegmenter(
+                sample_rate=audio_format.sample_rate,
+                threshold_dbfs=options.manual_threshold_dbfs,
+                silence_ms=options.manual_silence_ms,
+            )
+            if self.manual and options.manual_segmentation == "vad"
+            else None
+        )
+        self._conn: VoiceConnection | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._events: EventLog | None = None
+        self._input: IO[bytes] | None = None
+        self._configured = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._closing = False
+        self._last_event_at = self.clock()
+        self._t_end: float | None = None
+        self._requests: deque[tuple[Trigger, str | None]] = deque()
+        self._in_flight: tuple[Trigger, str | None] | None = None  # sent response.create, no created yet
+        self._calls: dict[str, list[_ToolCall]] = {}
+        self._completing = 0
+
+    def _info(self, msg: str, *args: Any) -> None:
+        _log.info("job %s: " + msg, self.job.job_id, *args)
+
+    # --- the script ------------------------------------------------------------------------------------
+
+    async def run(self, frames: AsyncIterator[bytes], *, model: str) -> SessionResult:
+        async with AsyncExitStack() as stack:
+            started = self.clock()
+            try:
+                async with asyncio.timeout(self.opt.connect_timeout_s):
+                    self._conn = await stack.enter_async_context(self.connector.connect(model=model))
+            except TimeoutError:
+                raise Transient(
+                    f"Voice Live connect timed out after {self.opt.connect_timeout_s:g} s"
+                ) from None
+            connect_ms = (self.clock() - started) * 1000.0
+            self._info("connected to Voice Live (model %s) in %.0f ms", model, connect_ms)
+            if self.job.outputs.events:
+                self._events = EventLog(self.workdir / "events.jsonl.gz")
+                stack.callback(self._events.close)
+            self._input = stack.enter_context((self.workdir / "input.pcm").open("wb"))
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                receiver = tg.create_task(
+                    self._receive(self._conn), name=f"voicelive-receive-{self.job.job_id}"
+                )
+                stats = await self._stream(frames)
+                drained = await self._drain()
+                # Closing script: stop reading before the socket closes (so its end is not a "drop"),
+                # and cancel tool runs still going after a drain timeout; the TaskGroup awaits them.
+                self._closing = True
+                receiver.cancel()
+                for calls in self._calls.values():
+                    for call in calls:
+                        call.task.cancel()
+        timeline = self.tracker.finish()
+        session = self.tracker.session
+        voice = session.get("voice")
+        self._info(
+            "session ended: %d user turns, %d responses, %d tool calls%s",
+            len(timeline.user_turns),
+            len(timeline.responses),
+            len(timeline.tool_calls),
+            "" if drained else " (drain timed out)",
+        )
+        return SessionResult(
+            timeline=timeline,
+            session_id=session.get("id"),
+            model=session.get("model"),
+            voice=voice.get("name") if isinstance(voice, Mapping) else voice,
+            pacing=stats,
+            input_pcm=self.workdir / "input.pcm",
+            input_sample_rate=self.fmt.sample_rate,
+            events_file=self._events.path if self._events else None,
+            connect_ms=connect_ms,
+            drained=drained,
+        )
+
+    async def _stream(self, frames: AsyncIterator[bytes]) -> PacingStats:
+        await self._send(session_update_event(self.job.session, audio_format=self.fmt, tools=self.tools))
+        try:
+            async with asyncio.timeout(self.opt.session_update_timeout_s):
+                await self._configured.wait()
+        except TimeoutError:
+            raise Transient(
+                f"Voice Live sent no session.updated within {self.opt.session_update_timeout_s:g} s"
+            ) from None
+        self._info("session updated (%s)", self.tracker.session.get("id"))
+        for event in seed_events(self.job.conversation):
+            await self._send(event)
+        silence = self.fmt.silence(self.fmt.frame_bytes(self.pacer.frame_ms))
+        stats = await self.pacer.run(frames, self._send_frame, silence_frame=silence)
+        self._t_end = self.clock()
+        self._info("input streamed: %.0f ms in %.2f s (rtf %.2f)", stats.audio_ms, stats.wall_s, stats.rtf)
+        if self.segmenter is not None and (utterance := self.segmenter.flush()) is not None:
+            await self._commit(utterance)
+        elif self.manual and self.segmenter is None and stats.input_ms > 0:
+            await self._commit(Utterance(0.0, stats.input_ms))
+        return stats
+
+    async def _send_frame(self, frame: bytes) -> None:
+        assert self._conn is not None
+        assert self._input is not None
+        await self._conn.send_audio(frame)
+        pcm = frame if self.fmt.encoding == "pcm16" else g711_to_pcm16(frame, self.fmt.encoding)
+        self._input.write(pcm)
+        if self.segmenter is not None and (utterance := self.segmenter.push(pcm)) is not None:
+            await self._commit(utterance)
+
+    async def _commit(self, utterance: Utterance) -> None:
+        await self._send({"type": "input_audio_buffer.commit"})
+        turn = self.tracker.manual_turn(utterance.start_ms, utterance.end_ms, self.clock())
+        self._info(
+            "manual turn %d committed (%.0f-%.0f ms)", turn.index, utterance.start_ms, utterance.end_ms
+        )
+        await self._request_response("manual")
+
+    async def _send(self, event: Mapping[str, Any]) -> None:
+        assert self._conn is not None
+        if self._events is not None:
+            self._events.write("client", self._input_ms(self.clock()), event)
+        await self._conn.send(event)
+
+    # --- responses: never `response.create` while one is active ------------------------------------
+
+    async def _request_response(self, trigger: Trigger, user_item_id: str | None = None) -> None:
+        self._requests.append((trigger, user_item_id))
+        await self._pump()
+
+    async def _pump(self) -> None:
+        if self._in_flight is not None or self.tracker.active_responses or not self._requests:
+            return
+        self._in_flight = self._requests.popleft()
+        self.tracker.expect_response(*self._in_flight)
+        await self._send({"type": "response.create"})
+
+    # --- receiving -------------------------------------------------------------------------------------
+
+    async def _receive(self, conn: VoiceConnection) -> None:
+        async for event in conn.events():
+            now = self._last_event_at = self.clock()
+            if self._events is not None:
+                self._events.write("server", self._input_ms(now), event)
+            etype = event.get("type")
+            if etype == "error":
+                await self._on_error(event)
+            else:
+                self.tracker.handle(event, now)
+            if etype == "session.updated":
+                self._configured.set()
+            elif etype == "response.created":
+                self._in_flight = None
+            elif etype == "response.function_call_arguments.done":
+                self._start_tool(event, now)
+            elif etype == "response.done":
+                await self._after_response(event)
+            self._changed.set()
+        if not self._closing:
+            raise Transient(
+                f"Voice Live connection ended mid-stream after {self.pacer.audio_ms_sent:.0f} ms of audio "
+                f"({len(self.tracker.timeline.responses)} responses)"
+            )
+
+    async def _on_error(self, event: Mapping[str, Any]) -> None:
+        error = dict(event.get("error") or {})
+        self.tracker.timeline.errors.append(error)
+        failure = classify_error_event(error, configuring=not self._configured.is_set())
+        if failure is not None:
+            _log.warning("job %s: fatal Voice Live error: %s", self.job.job_id, failure)
+            raise failure
+        self.tracker.warn(f"Voice Live error (ignored): {error.get('code')}: {error.get('message')}")
+        if error.get("code") == "conversation_already_has_active_response" and self._in_flight is not None:
+            # Our response.create lost a race with a server-VAD response: ask again when that one is done.
+            self.tracker.forget_expected()
+            self._requests.appendleft(self._in_flight)
+            self._in_flight = None
+
+    # --- tools -----------------------------------------------------------------------------------------
+
+    def _start_tool(self, event: Mapping[str, Any], now: float) -> None:
+        assert self._tg is not None
+        name, arguments = str(event.get("name") or ""), str(event.get("arguments") or "")
+        call_id, rid = str(event.get("call_id") or ""), str(event.get("response_id") or "")
+        task = self._tg.create_task(self.runner.run(name, arguments), name=f"tool-{name}-{call_id}")
+        self._calls.setdefault(rid, []).append(_ToolCall(call_id, name, arguments, self._input_ms(now), task))
+        self._info("tool call %s (%s) started", name, call_id)
+
+    async def _after_response(self, event: Mapping[str, Any]) -> None:
+        body = event.get("response") or {}
+        calls = self._calls.pop(str(body.get("id") or ""), None)
+        if calls:
+            assert self._tg is not None
+            self._completing += 1
+            self._tg.create_task(self._complete_tools(str(body.get("id")), str(body.get("status")), calls))
+        await self._pump()
+
+    async def _complete_tools(self, response_id: str, status: str, calls: list[_ToolCall]) -> None:
+        try:
+            outcomes = [await call.task for call in calls]
+            for call, outcome in zip(calls, outcomes, strict=True):
+                self.tracker.timeline.tool_calls.append(
+                    ToolCallRecord(
+                        call_id=call.call_id,
+                        name=call.name,
+                        response_id=response_id,
+                        arguments=call.arguments,
+                        result=outcome.result,
+                        error=outcome.error,
+                        source=outcome.source,
+                        start_ms=call.start_ms,
+                        duration_ms=outcome.duration_ms,
+                    )
+                )
+                self._info(
+                    "tool call %s (%s) %s", call.name, call.call_id, "failed" if outcome.error else "ok"
+                )
+            if status != "completed":
+                self.tracker.warn(f"response {response_id} ended {status}; its tool results were not sent")
+                return
+            for call, outcome in zip(calls, outcomes, strict=True):
+                await self._send(function_output_event(call.call_id, outcome.output()))
+            user_item = (
+                self.tracker.timeline.responses[-1].user_item_id if self.tracker.timeline.responses else None
+            )
+            await self._request_response("tool", user_item)
+        finally:
+            self._completing -= 1
+            self._changed.set()
+
+    # --- end of input ----------------------------------------------------------------------------------
+
+    def _busy(self) -> str | None:
+        if self._in_flight is not None or self._requests:
+            return "a response was requested"
+        if self.tracker.active_responses:
+            return "a response is in progress"
+        if self._completing or self._calls:
+            return "a tool call is running"
+        if self.tracker.pending_transcriptions():
+            return "a transcription is pending"
+        if self.tracker.open_vad_turns():
+            return "a user turn is still open"
+        return None
+
+    async def _drain(self) -> bool:
+        timeout_s = self.job.streaming.response_timeout_s
+        deadline = self.clock() + timeout_s
+        while True:
+            self._changed.clear()
+            now = self.clock()
+            busy = self._busy()
+            quiet_s = now - self._last_event_at
+            if busy is None and quiet_s >= self.opt.drain_window_s:
+                return True
+            if now >= deadline:
+                self.tracker.warn(
+                    f"end of input: stopped waiting after {timeout_s:g} s ({busy or 'events kept arriving'})"
+                )
+                return False
+            wait_s = deadline - now if busy else min(deadline - now, self.opt.drain_window_s - quiet_s)
+            try:
+                async with asyncio.timeout(max(wait_s, 0.0)):
+                    await self._changed.wait()
+            except TimeoutError:
+                pass
+
+    def _input_ms(self, now: float) -> float:
+        """Arrival time → input clock. After the input ended the clock keeps running at pace (1× unpaced),
+        so late responses are placed after the input rather than piled onto its last millisecond."""
+        if self._t_end is None or not self.pacer.finished:
+            return self.pacer.input_ms_at(now)
+        return self.pacer.audio_ms_sent + (now - self._t_end) * 1000.0 * (self.pacer.pace or 1.0)
