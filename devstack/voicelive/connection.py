@@ -42,14 +42,18 @@ class ConnectionSettings:
     wall_clock: Callable[[], float]
 
 
-async def close_socket(ws: web.WebSocketResponse, request: web.Request, kind: CloseKind) -> int:
-    """Close as `kind` says; returns the close code recorded (1006 for an abrupt drop)."""
+async def close_socket(
+    ws: web.WebSocketResponse, request: web.Request, record: ConnectionRecord, kind: CloseKind
+) -> None:
+    """Close as `kind` says. The code is recorded first (1006 for an abrupt drop): the client's close reply
+    would otherwise overwrite `ws.close_code`."""
+    if record.close_code is None:
+        record.close_code = 1006 if kind is CloseKind.DROP else int(kind.value)
     if kind is CloseKind.DROP:
         if request.transport is not None:
             request.transport.abort()
-        return 1006
+        return
     await ws.close(code=int(kind.value))
-    return int(kind.value)
 
 
 class RealtimeConnection:
@@ -79,6 +83,7 @@ class RealtimeConnection:
         self._buffer_bytes = 0
         self._appends = 0
         self._used_errors: set[int] = set()
+        self._watchdog_closing = False
         hold = [f for f in record.faults if isinstance(f, HoldResponse)]
         self.turns = TurnHandler(
             conn=self,
@@ -110,7 +115,8 @@ class RealtimeConnection:
                 elif msg.type is WSMsgType.BINARY:
                     await self._on_text(msg.data.decode("utf-8", errors="replace"))
         finally:
-            watchdog.cancel()
+            if not self._watchdog_closing:
+                watchdog.cancel()   # a closing watchdog finishes its close handshake instead
             await self.turns.aclose()
             await asyncio.gather(watchdog, return_exceptions=True)
 
@@ -119,14 +125,16 @@ class RealtimeConnection:
         close_ms = [f for f in self.record.faults if isinstance(f, CloseAfter) and f.ms is not None]
         if close_ms:
             await asyncio.sleep(min(f.ms or 0.0 for f in close_ms) / 1000.0)
+            self._watchdog_closing = True
             await self.close(close_ms[0].kind)
             return
         await asyncio.sleep(self._settings.session_ttl_s)
+        self._watchdog_closing = True
         await self.error("session_expired", "Your session hit the maximum duration of 60 minutes.")
         await self.close(CloseKind.GOING_AWAY)
 
     async def close(self, kind: CloseKind) -> None:
-        self.record.close_code = await close_socket(self._ws, self._request, kind)
+        await close_socket(self._ws, self._request, self.record, kind)
 
     # -- sending --------------------------------------------------------------------------------------------
 

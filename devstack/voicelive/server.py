@@ -105,6 +105,9 @@ class VoiceLiveSimulator:
     async def aclose(self) -> None:
         """Stop admitting, close every WebSocket (1001), await their handlers, stop the server. Idempotent."""
         self._closed = True
+        for record in self.connections:
+            if record.close_code is None and record.handshake_status == 101:
+                record.close_code = 1001
         await asyncio.gather(*(ws.close(code=1001) for ws in list(self._sockets)), return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()  # waits for the handlers, which end once their socket closed
@@ -208,7 +211,7 @@ class VoiceLiveSimulator:
         if self.mode is Mode.SINK:
 
             async def close(fault: CloseAfter) -> None:
-                record.close_code = await close_socket(ws, request, fault.kind)
+                await close_socket(ws, request, record, fault.kind)
 
             session = default_session(
                 session_id=new_id("sess", 21), model=model, ttl_s=self._session_ttl_s, wall=self._wall
