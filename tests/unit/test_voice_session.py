@@ -19,7 +19,7 @@ from worker.jobs import Job
 from worker.pacing import Unpaced, WirePacer
 from worker.voice import FakeVoiceConnector, SessionOptions, SessionResult, run_session, to_vtt
 from worker.voice.testing import ScriptedTool, ScriptedVoiceService, VadTurn
-from worker.voice.tools import BUILTIN_TOOLS
+from worker.voice.tools import ToolRegistry
 
 FMT = AudioFormat("pcm16", 16000)
 FRAME_MS = 20
@@ -62,7 +62,7 @@ async def run(
         job,
         speech_frames(segments, total_ms),
         connector=connector,
-        tools=BUILTIN_TOOLS,
+        tools=ToolRegistry.default().resolve(job.tools),
         audio_format=FMT,
         pacer=pacer,
         workdir=tmp_path,

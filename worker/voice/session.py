@@ -26,9 +26,9 @@ from worker.errors import Permanent, Throttled, Transient, WorkerError
 from worker.jobs import Job
 from worker.pacing import PacingStats, WirePacer
 from worker.voice.ports import VoiceConnection, VoiceConnector
-from worker.voice.timeline import Timeline, ToolCallRecord
+from worker.voice.timeline import Timeline, ToolCallRecord, UserTurn
 from worker.voice.tools import Tool, ToolOutcome, ToolRunner
-from worker.voice.tracker import EventLog, Tracker, Trigger
+from worker.voice.tracker import RESPONSE_TAG, EventLog, Tracker, Trigger
 from worker.voice.turns import EnergySegmenter, Utterance
 from worker.voice.wire import classify_error_event, function_output_event, seed_events, session_update_event
 
@@ -182,8 +182,9 @@ class _Session:
         self._closing = False
         self._last_event_at = self.clock()
         self._t_end: float | None = None
-        self._requests: deque[tuple[Trigger, str | None]] = deque()
-        self._in_flight: tuple[Trigger, str | None] | None = None  # sent response.create, no created yet
+        self._requests: deque[tuple[str, Trigger, UserTurn | str | None]] = deque()
+        self._in_flight: tuple[str, Trigger, UserTurn | str | None] | None = None  # sent, not yet created
+        self._n_requests = 0
         self._calls: dict[str, list[_ToolCall]] = {}
         self._completing = 0
 
@@ -292,8 +293,9 @@ class _Session:
 
     # --- responses: never `response.create` while one is active ------------------------------------
 
-    async def _request_response(self, trigger: Trigger, user_item_id: str | None = None) -> None:
-        self._requests.append((trigger, user_item_id))
+    async def _request_response(self, trigger: Trigger, answers: UserTurn | str | None = None) -> None:
+        self._n_requests += 1
+        self._requests.append((str(self._n_requests), trigger, answers))
         await self._pump()
 
     async def _pump(self) -> None:
@@ -301,7 +303,8 @@ class _Session:
             return
         self._in_flight = self._requests.popleft()
         self.tracker.expect_response(*self._in_flight)
-        await self._send({"type": "response.create"})
+        tag = self._in_flight[0]
+        await self._send({"type": "response.create", "response": {"metadata": {RESPONSE_TAG: tag}}})
 
     # --- receiving -------------------------------------------------------------------------------------
 
@@ -340,7 +343,7 @@ class _Session:
         self.tracker.warn(f"Voice Live error (ignored): {error.get('code')}: {error.get('message')}")
         if error.get("code") == "conversation_already_has_active_response" and self._in_flight is not None:
             # Our response.create lost a race with a server-VAD response: ask again when that one is done.
-            self.tracker.forget_expected()
+            self.tracker.forget_expected(self._in_flight[0])
             self._requests.appendleft(self._in_flight)
             self._in_flight = None
 

@@ -111,7 +111,7 @@ class ScriptedVoiceService:
         elif kind == "response.create":
             if self._active is not None:
                 self.violations.append(f"response.create while {self._active} active")
-            self._respond(server)
+            self._respond(server, metadata=(event.get("response") or {}).get("metadata"))
 
     def _on_audio(self, audio: Any, server: FakeServer) -> None:
         self._received_bytes += len(audio) if isinstance(audio, bytes | bytearray) else len(audio) * 3 // 4
@@ -159,12 +159,15 @@ class ScriptedVoiceService:
                 }
             )
 
-    def _respond(self, server: FakeServer) -> None:
+    def _respond(self, server: FakeServer, *, metadata: Any = None) -> None:
         rid = self._id("resp")
         self._active = rid
         item: dict[str, Any]
         server.emit(
-            {"type": "response.created", "response": {"id": rid, "status": "in_progress", "output": []}}
+            {
+                "type": "response.created",
+                "response": {"id": rid, "status": "in_progress", "output": [], "metadata": metadata},
+            }
         )
         if self.tool_calls:
             call = self.tool_calls.pop(0)

@@ -19,13 +19,15 @@ from typing import IO, Any, Literal
 
 from worker.voice.timeline import AssistantResponse, AudioPlacement, Timeline, UserTurn
 
-__all__ = ["EventLog", "Tracker"]
+__all__ = ["RESPONSE_TAG", "EventLog", "Tracker"]
 
 _log = logging.getLogger(__name__)
 
 #: Output audio is always requested as pcm16 at 24 kHz (see `wire.session_update_event`).
 OUTPUT_BYTES_PER_MS = 48
 Trigger = Literal["server_vad", "manual", "tool", "unknown"]
+#: `response.metadata` key carrying our request tag (the service echoes metadata in `response.created`).
+RESPONSE_TAG = "vlw_request"
 
 
 class EventLog:
@@ -81,20 +83,20 @@ class Tracker:
         self._audio_files: dict[str, IO[bytes]] = {}
         self._stopped_at: dict[str, float] = {}  # user item id → arrival of speech_stopped / our commit
         self._item_to_response: dict[str, str] = {}
-        self._expected: deque[tuple[Trigger, str | None]] = deque()
+        self._expected: dict[str, tuple[Trigger, UserTurn | str | None]] = {}
         self._manual: deque[UserTurn] = deque()
         self._last_user_item: str | None = None
 
     # --- what the session tells us -------------------------------------------------------------------
 
-    def expect_response(self, trigger: Trigger, user_item_id: str | None = None) -> None:
-        """We sent `response.create`; the next `response.created` is ours (FIFO)."""
-        self._expected.append((trigger, user_item_id))
+    def expect_response(self, tag: str, trigger: Trigger, answers: UserTurn | str | None = None) -> None:
+        """We sent `response.create` with `metadata.vlw_request = tag`; `answers` is the user turn (or
+        its item id) it answers. Responses without our tag were created by the server (VAD)."""
+        self._expected[tag] = (trigger, answers)
 
-    def forget_expected(self) -> None:
-        """Our last `response.create` was refused (e.g. a response was already active)."""
-        if self._expected:
-            self._expected.pop()
+    def forget_expected(self, tag: str) -> None:
+        """Our `response.create` with `tag` was refused (e.g. a response was already active)."""
+        self._expected.pop(tag, None)
 
     def manual_turn(self, start_ms: float, end_ms: float, now: float) -> UserTurn:
         """We committed an utterance; the next `input_audio_buffer.committed` carries its item id."""
@@ -112,6 +114,11 @@ class Tracker:
 
     def pending_transcriptions(self) -> int:
         return sum(1 for t in self.timeline.user_turns if t.transcription == "pending")
+
+    def user_item_of(self, response_id: str) -> str | None:
+        """The user item a response answered (None when unknown)."""
+        resp = self._responses.get(response_id)
+        return resp.user_item_id if resp else None
 
     def response_for_item(self, item_id: str) -> str | None:
         return self._item_to_response.get(item_id)
@@ -185,11 +192,13 @@ class Tracker:
         )
 
     def _on_response_created(self, event: Mapping[str, Any], now: float) -> None:
-        rid = str((event.get("response") or {}).get("id") or f"resp_unknown_{len(self._responses)}")
-        expected: tuple[Trigger, str | None] = ("server_vad", None)
-        if self._expected:
-            expected = self._expected.popleft()
-        trigger, user_item = expected
+        body = event.get("response") or {}
+        rid = str(body.get("id") or f"resp_unknown_{len(self._responses)}")
+        tag = (body.get("metadata") or {}).get(RESPONSE_TAG)
+        trigger, answers = self._expected.pop(str(tag), ("server_vad", None))
+        # Tags tell our responses from the server's: arrival order cannot (an unpaced stream has the
+        # server's VAD responses race ours). A server-created response answers the latest user turn.
+        user_item = answers.item_id if isinstance(answers, UserTurn) else answers
         user_item = user_item or self._last_user_item
         resp = AssistantResponse(index=len(self._responses) + 1, response_id=rid, trigger=trigger)
         resp.user_item_id = user_item
