@@ -74,7 +74,8 @@ def test_error_events_are_classified(error: dict[str, str], configuring: bool, e
 
 def _handshake(status: int, **headers: str) -> SdkConnectionError:
     err = SdkConnectionError("Failed to establish WebSocket connection")
-    err.__cause__ = aiohttp.WSServerHandshakeError(None, (), status=status, headers=CIMultiDict(headers))
+    cause = aiohttp.WSServerHandshakeError(None, (), status=status, headers=CIMultiDict(headers))  # type: ignore[arg-type]
+    err.__cause__ = cause
     return err
 
 
