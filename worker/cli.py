@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from enum import StrEnum
@@ -11,8 +12,8 @@ from typing import Annotated
 import typer
 
 from worker.blobs import ANY_CONTAINER, BlobPolicy
-from worker.config import ConfigError, load_settings
-from worker.errors import Permanent
+from worker.config import ConfigError, Settings, load_settings
+from worker.errors import Permanent, WorkerError
 from worker.jobs import parse_job, schema_for
 
 __all__ = ["app"]
@@ -25,8 +26,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_CONFIG = 3
+EXIT_TRANSIENT = 75  # EX_TEMPFAIL: try again later
 
 
 class SchemaKind(StrEnum):
@@ -77,6 +80,59 @@ def _validation_policy() -> BlobPolicy:
             allowed_outputs=ANY_CONTAINER,
             results=("https://unset.blob.core.windows.net", "unset", "results"),
         )
+
+
+@app.command()
+def process(
+    input: Annotated[str, typer.Argument(help="a local audio file or an allow-listed blob URL")],
+    job: Annotated[Path | None, typer.Option("--job", help="job JSON to use; its input is replaced")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="output directory or blob prefix URL")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the manifest as JSON")] = False,
+) -> None:
+    """Run one job without a queue and write its artifacts (default ./voicelive-output/<job_id>/)."""
+    from rich.console import Console
+
+    from worker.console import manifest_table, show_progress
+    from worker.logs import configure_logging
+    from worker.oneshot import build_job, run_one
+    from worker.pipeline import JobProgress
+
+    settings = _settings()
+    configure_logging(settings)
+    console = Console(stderr=True)
+    try:
+        progress = JobProgress(build_job(input, job).job_id)
+    except Permanent as exc:
+        typer.echo(f"invalid: {exc.reason}: {exc.detail}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+
+    async def go() -> None:
+        async with show_progress(progress, console):
+            outcome = await run_one(input, settings=settings, job_file=job, out=out, progress=progress)
+        if as_json:
+            typer.echo(outcome.manifest.model_dump_json(indent=2))
+        else:
+            console.print(manifest_table(outcome.manifest))
+
+    try:
+        asyncio.run(go())
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    except Permanent as exc:
+        typer.echo(f"failed: {exc.reason}: {exc.detail}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    except WorkerError as exc:
+        typer.echo(f"failed (transient, may succeed later): {exc.detail}", err=True)
+        raise typer.Exit(EXIT_TRANSIENT) from None
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
 
 
 def main() -> None:
