@@ -124,9 +124,10 @@ class RealtimeConnection:
         """Timed faults and session expiry (error `session_expired`, then close 1001; research §3.1)."""
         close_ms = [f for f in self.record.faults if isinstance(f, CloseAfter) and f.ms is not None]
         if close_ms:
-            await asyncio.sleep(min(f.ms or 0.0 for f in close_ms) / 1000.0)
+            first = min(close_ms, key=lambda f: f.ms or 0.0)
+            await asyncio.sleep((first.ms or 0.0) / 1000.0)
             self._watchdog_closing = True
-            await self.close(close_ms[0].kind)
+            await self.close(first.kind)
             return
         await asyncio.sleep(self._settings.session_ttl_s)
         self._watchdog_closing = True
