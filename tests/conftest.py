@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 
 from devstack.azurite import Azurite
+from devstack.voicelive import Mode, VoiceLiveSimulator
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_AUDIO = REPO.parent / "shared" / "audio"
@@ -33,3 +34,18 @@ async def azurite() -> AsyncIterator[Azurite]:
     """One Azurite for the whole session (in memory, telemetry off), with the dev containers."""
     async with Azurite(containers=("audio-in", "results")) as server:
         yield server
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def voicelive_sim() -> AsyncIterator[VoiceLiveSimulator]:
+    """One Voice Live simulator for the session: zero-latency responses, no connect-rate limit.
+    Tests that inject faults must clear them (`sim.faults.clear()`) — use the `voicelive` fixture."""
+    async with VoiceLiveSimulator(mode=Mode.ZERO_LATENCY, connects_per_minute=None) as sim:
+        yield sim
+
+
+@pytest.fixture()
+def voicelive(voicelive_sim: VoiceLiveSimulator) -> Iterator[VoiceLiveSimulator]:
+    voicelive_sim.faults.clear()
+    yield voicelive_sim
+    voicelive_sim.faults.clear()
