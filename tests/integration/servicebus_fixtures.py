@@ -13,6 +13,10 @@ from devstack.servicebus import QueueOptions, ServiceBusBroker
 LOCK_S = 2.0  # short, so lock-expiry and renewal tests finish in seconds
 MAX_DELIVERIES = 3
 QUEUE = "audio-jobs"
+# AutoLockRenewer checks once a second and, for short locks, renews when <= 0.75 * int(seconds left)
+# remain: a 2 s lock gives a 0.75 s window it can miss, so the renewal test uses a 3 s lock.
+RENEW_QUEUE = "long-jobs"
+RENEW_LOCK_S = 3.0
 
 
 def make_client(broker: ServiceBusBroker, **kwargs: Any) -> ServiceBusClient:
@@ -24,7 +28,10 @@ def make_client(broker: ServiceBusBroker, **kwargs: Any) -> ServiceBusClient:
 
 @pytest_asyncio.fixture()
 async def sb_broker() -> AsyncIterator[ServiceBusBroker]:
-    queues = {QUEUE: QueueOptions(lock_duration_s=LOCK_S, max_delivery_count=MAX_DELIVERIES)}
+    queues = {
+        QUEUE: QueueOptions(lock_duration_s=LOCK_S, max_delivery_count=MAX_DELIVERIES),
+        RENEW_QUEUE: QueueOptions(lock_duration_s=RENEW_LOCK_S),
+    }
     async with ServiceBusBroker(
         queues=queues, lock_duration_s=LOCK_S, max_delivery_count=MAX_DELIVERIES
     ) as broker:

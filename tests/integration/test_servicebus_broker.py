@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -232,6 +233,8 @@ async def test_cli_factory_builds_a_broker() -> None:
         async with make_client(broker) as client, client.get_queue_sender(QUEUE) as sender:
             await sender.send_messages(ServiceBusMessage("via cli"))
     assert not broker.is_running
+    assert not [t for t in threading.enumerate() if t.name.startswith("servicebus-broker")]
+    await broker.aclose()  # idempotent
 
 
 def test_module_cli_help() -> None:
