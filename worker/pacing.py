@@ -8,7 +8,7 @@ import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 __all__ = ["LagRecorder", "Paced", "PacingMode", "PacingStats", "Unpaced", "WirePacer"]
 
@@ -67,13 +67,16 @@ class LagRecorder:
         if slot < self.capacity:
             self._samples[slot] = lag_ms
 
-    def percentile(self, q: float) -> float:
-        """Nearest-rank percentile `q` in [0, 100] of the sampled lags (0.0 when nothing was recorded)."""
+    def percentiles(self, *qs: float) -> tuple[float, ...]:
+        """Nearest-rank percentiles (each q in [0, 100]) of the sampled lags; 0.0 when none recorded."""
         if not self._samples:
-            return 0.0
+            return tuple(0.0 for _ in qs)
         ordered = sorted(self._samples)
-        rank = max(1, math.ceil(q / 100.0 * len(ordered)))
-        return ordered[min(rank, len(ordered)) - 1]
+        return tuple(ordered[min(max(1, math.ceil(q / 100.0 * len(ordered))), len(ordered)) - 1] for q in qs)
+
+    def percentile(self, q: float) -> float:
+        """One nearest-rank percentile; see `percentiles`."""
+        return self.percentiles(q)[0]
 
     @property
     def samples(self) -> tuple[float, ...]:
@@ -103,9 +106,7 @@ class PacingStats:
 
     def summary(self) -> dict[str, float | int]:
         """Everything but the samples, for manifests, metrics and logs."""
-        d = asdict(self)
-        d.pop("lag_samples")
-        return d
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "lag_samples"}
 
 
 class WirePacer:
@@ -221,18 +222,20 @@ class WirePacer:
         assert self.t0 is not None
         wall_s = end - self.t0
         audio_ms = self.audio_ms_sent
+        p50, p99 = self._lags.percentiles(50, 99)
         stats = PacingStats(
             frames=self.frames_sent,
             input_frames=self.input_frames_sent,
             audio_ms=audio_ms,
             input_ms=self.input_ms_sent,
-            lag_p50_ms=self._lags.percentile(50),
-            lag_p99_ms=self._lags.percentile(99),
+            lag_p50_ms=p50,
+            lag_p99_ms=p99,
             lag_max_ms=self._lags.max_ms,
             end_drift_ms=(end - ideal_end) * 1000.0 if self._period_s else 0.0,
             wall_s=wall_s,
             rtf=audio_ms / 1000.0 / wall_s if wall_s > 0 else math.inf,
             lag_samples=self._lags.samples,
         )
-        _log.debug("paced %d frames: %s", stats.frames, stats.summary())
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("paced %d frames: %s", stats.frames, stats.summary())
         return stats

@@ -171,3 +171,11 @@ def test_lag_recorder_is_bounded_and_exact_when_small() -> None:
     assert big.count == 180_000
     assert big.max_ms == 999.0
     assert 300 < big.percentile(50) < 700
+
+
+async def test_summary_has_no_samples() -> None:
+    fake = FakeTime()
+    stats, _ = await run_pacer(make(fake, Paced(1.0)), fake, 3)
+    summary = stats.summary()
+    assert "lag_samples" not in summary
+    assert summary["frames"] == 3

@@ -147,6 +147,8 @@ class Outbox(Generic[T]):
                     item, size = self._items.popleft()
                     self._size -= size
                     self._cond.notify()
+                    # A producer that sat blocked on a full outbox was not idle: its clock starts now.
+                    self.progress()
                     return item
                 self._ready.clear()
             remaining = self.last_progress + idle_timeout_s - time.monotonic()

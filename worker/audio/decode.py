@@ -89,6 +89,7 @@ class FrameStream:
         self._facts: InputFacts | None = None
         self._pending = bytearray()
         self._frames_out = 0
+        self._received_bytes = 0
         self._finished = False
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -183,6 +184,9 @@ class FrameStream:
     def _accept(self, item: Item) -> None:
         if isinstance(item, bytes):
             self._pending += item
+            self._received_bytes += len(item)
+            if self._facts is not None:  # a running estimate; the exact input figure comes with Finished
+                self._facts.decoded_duration_s = self.target.duration_ms(self._received_bytes) / 1000.0
         elif isinstance(item, Opened):
             self._facts = item.facts
         elif isinstance(item, Finished):
