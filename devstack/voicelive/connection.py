@@ -116,7 +116,7 @@ class RealtimeConnection:
                     await self._on_text(msg.data.decode("utf-8", errors="replace"))
         finally:
             if not self._watchdog_closing:
-                watchdog.cancel()   # a closing watchdog finishes its close handshake instead
+                watchdog.cancel()  # a closing watchdog finishes its close handshake instead
             await self.turns.aclose()
             await asyncio.gather(watchdog, return_exceptions=True)
 
