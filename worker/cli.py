@@ -127,6 +127,95 @@ def process(
         raise typer.Exit(EXIT_TRANSIENT) from None
 
 
+@app.command()
+def run() -> None:
+    """Consume the queue until SIGTERM/SIGINT, then drain in-flight jobs and exit 0."""
+    from worker.logs import configure_logging
+    from worker.queue import BusFatal
+    from worker.service import serve
+
+    settings = _settings()
+    configure_logging(settings)
+    try:
+        asyncio.run(serve(settings))
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    except BusFatal as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+@app.command()
+def enqueue(
+    input: Annotated[str | None, typer.Option("--input", help="blob URL of the audio")] = None,
+    job: Annotated[Path | None, typer.Option("--job", help="job JSON file (its input is kept)")] = None,
+    job_id: Annotated[str | None, typer.Option("--job-id", help="job id (default: generated)")] = None,
+    count: Annotated[int, typer.Option("--count", min=1, max=100_000, help="send N copies")] = 1,
+) -> None:
+    """Send job message(s): message_id = job_id, traceparent set. Prints one job id per line."""
+    from worker.enqueueing import build_jobs, send_jobs
+
+    if (input is None) == (job is None):
+        typer.echo("error: give exactly one of --input URL or --job JOB.json", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    settings = _settings()
+    try:
+        jobs = build_jobs(input_url=input, job_file=job, job_id=job_id, count=count)
+        for sent in asyncio.run(send_jobs(settings, jobs)):
+            typer.echo(sent)
+    except Permanent as exc:
+        typer.echo(f"invalid: {exc.reason}: {exc.detail}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    except (ConfigError, WorkerError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+@app.command()
+def status(job_id: Annotated[str, typer.Argument(help="the job id")]) -> None:
+    """Read a job's manifest from the results container: status, reason, artifacts."""
+    from worker.enqueueing import read_manifest
+
+    settings = _settings()
+    try:
+        manifest = asyncio.run(read_manifest(settings, job_id))
+    except (ConfigError, WorkerError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    if manifest is None:
+        typer.echo(f"{job_id}: no manifest yet (queued, running, or retrying)")
+        raise typer.Exit(EXIT_FAILED)
+    typer.echo(manifest.model_dump_json(indent=2))
+
+
+dlq_app = typer.Typer(help="inspect and re-send dead-lettered jobs", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def dlq_list(max_count: Annotated[int, typer.Option("--max", min=1, max=5000)] = 100) -> None:
+    """Peek at dead-lettered jobs: sequence number, job id, reason, description."""
+    from worker.enqueueing import dead_letters
+
+    settings = _settings()
+    for letter in asyncio.run(dead_letters(settings, max_count=max_count)):
+        typer.echo(f"{letter.sequence_number}\t{letter.job_id}\t{letter.reason}\t{letter.description}")
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    job_id: Annotated[str | None, typer.Option("--job-id", help="only this job")] = None,
+    max_count: Annotated[int, typer.Option("--max", min=1, max=5000)] = 100,
+) -> None:
+    """Re-send dead-lettered jobs as fresh attempts (send a copy, then complete the DLQ message)."""
+    from worker.enqueueing import redrive
+
+    settings = _settings()
+    for sent in asyncio.run(redrive(settings, job_id=job_id, max_count=max_count)):
+        typer.echo(f"redriven {sent}")
+
+
 def _settings() -> Settings:
     try:
         return load_settings()

@@ -9,9 +9,11 @@ from typing import Any
 
 from azure.core.credentials import AzureKeyCredential
 from azure.core.credentials_async import AsyncTokenCredential
+from azure.servicebus.aio import ServiceBusClient
 from azure.storage.blob.aio import BlobServiceClient
 
 from worker.config import Settings
+from worker.queue import bus_client
 from worker.storage import blob_service_client
 from worker.voice.connection import SdkVoiceConnector
 
@@ -24,17 +26,23 @@ class Clients:
 
     blob: BlobServiceClient | None
     voice: SdkVoiceConnector | None
+    bus: ServiceBusClient | None
     credential: AsyncTokenCredential | None
 
 
 @contextlib.asynccontextmanager
-async def open_clients(settings: Settings, *, storage: bool, voice: bool) -> AsyncIterator[Clients]:
+async def open_clients(
+    settings: Settings, *, storage: bool, voice: bool, bus: bool = False
+) -> AsyncIterator[Clients]:
     """Open the clients a command needs. Entra ID (DefaultAzureCredential, honouring AZURE_CLIENT_ID and
     AZURE_TOKEN_CREDENTIALS) is created only when some service has no key or connection string."""
     storage_cfg = settings.storage_config() if storage else None
     voice_cfg = settings.voicelive_config() if voice else None
-    needs_identity = (storage_cfg is not None and storage_cfg.connection_string is None) or (
-        voice_cfg is not None and voice_cfg.api_key is None
+    bus_cfg = settings.queue_config() if bus else None
+    needs_identity = (
+        (storage_cfg is not None and storage_cfg.connection_string is None)
+        or (voice_cfg is not None and voice_cfg.api_key is None)
+        or (bus_cfg is not None and bus_cfg.connection_string is None)
     )
     async with contextlib.AsyncExitStack() as stack:
         credential: AsyncTokenCredential | None = None
@@ -58,7 +66,13 @@ async def open_clients(settings: Settings, *, storage: bool, voice: bool) -> Asy
                 api_version=voice_cfg.api_version,
                 connect_timeout_s=voice_cfg.connect_timeout_s,
             )
-        yield Clients(blob=blob, voice=connector, credential=credential)
+        sb = None
+        if bus_cfg is not None:
+            conn_str = bus_cfg.connection_string.get_secret_value() if bus_cfg.connection_string else None
+            sb = await stack.enter_async_context(
+                bus_client(connection_string=conn_str, namespace=bus_cfg.namespace, credential=credential)
+            )
+        yield Clients(blob=blob, voice=connector, bus=sb, credential=credential)
 
 
 def _default_credential(settings: Settings) -> Any:

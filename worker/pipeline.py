@@ -8,6 +8,7 @@ why); transient ones commit nothing and re-raise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -25,12 +26,12 @@ from worker.blobs import BlobRef
 from worker.errors import Permanent
 from worker.jobs import ArtifactEntry, InputInfo, Job, Manifest, Metrics, ParsedJob, SessionInfo, Timings
 from worker.pacing import Paced, PacingStats, Unpaced, WirePacer
-from worker.storage import ArtifactStore, InputSource, InputStream
+from worker.storage import ArtifactStore, InputSource, InputStream, ManifestConflict
 from worker.voice.ports import VoiceConnector
 from worker.voice.session import SessionOptions, SessionResult, run_session
 from worker.voice.tools import ToolRegistry
 
-__all__ = ["JobOutcome", "JobProgress", "Ports", "process_job", "worker_version"]
+__all__ = ["JobOutcome", "JobProgress", "Ports", "commit_failure", "process_job", "worker_version"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,18 @@ async def process_job(
     await _shielded(store.put_manifest(manifest, if_version=existing_version))
     progress.state = "done"
     return JobOutcome(manifest)
+
+
+async def commit_failure(parsed: ParsedJob, ports: Ports, *, reason: str, detail: str, attempt: int) -> None:
+    """Write a failed manifest for a job that will not be retried (unless a succeeded one exists)."""
+    store = ports.artifacts(parsed.output)
+    existing, existing_version = await store.read_manifest()
+    if existing is not None and existing.status == "succeeded":
+        return
+    run = _Run(parsed, ports, attempt=attempt, trace_id=None, progress=JobProgress(parsed.job.job_id))
+    with contextlib.suppress(ManifestConflict):  # another run committed meanwhile: theirs stands
+        await _shielded(store.put_manifest(run.manifest(status="failed", reason=reason, error=detail),
+                                           if_version=existing_version))  # fmt: skip
 
 
 async def _shielded(awaitable: Any, timeout_s: float = 60.0) -> None:
