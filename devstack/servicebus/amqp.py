@@ -12,7 +12,7 @@ from typing import Any
 
 from cproton_ffi import ffi as _proton_ffi  # type: ignore[import-not-found]
 from cproton_ffi import lib as _proton_lib
-from proton import Condition, Delivery, Endpoint, Handler, Link, Message, symbol
+from proton import Condition, Delivery, Endpoint, Handler, Link, Message, ProtonException, symbol
 
 from .cbs import verify_token
 from .codec import read_info, render, unpack_batch
@@ -199,14 +199,19 @@ class AmqpHandler(Handler):
     def _on_transfer(self, link: Any, info: _LinkInfo, delivery: Any) -> None:
         raw = bytes(link.recv(delivery.pending))
         link.advance()
-        if info.kind is LinkKind.QUEUE:
-            self._enqueue(info.entity, raw, delivery)
-        else:
-            request = Message()
-            request.decode(raw)
-            self._answer(link, info, request)
-            delivery.update(Delivery.ACCEPTED)
-            delivery.settle()
+        try:
+            if info.kind is LinkKind.QUEUE:
+                self._enqueue(info.entity, raw, delivery)
+            else:
+                request = Message()
+                request.decode(raw)
+                self._answer(link, info, request)
+                delivery.update(Delivery.ACCEPTED)
+                delivery.settle()
+        except (ValueError, ProtonException) as exc:
+            # A malformed message must not take the reactor (and every other client) down.
+            _log.warning("rejecting undecodable transfer on %s: %s", info.entity, exc, exc_info=True)
+            self._reject(delivery, "amqp:decode-error", str(exc))
         if link.credit < _CREDIT_WINDOW // 2:
             link.flow(_CREDIT_WINDOW - link.credit)
         self._on_change()

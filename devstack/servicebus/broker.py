@@ -26,6 +26,7 @@ DEV_KEY_NAME = "RootManageSharedAccessKey"
 DEV_KEY = "ZGV2c3RhY2stc2VydmljZWJ1cy1sb2NhbC1vbmx5LWtleQ=="  # public, loopback-only dev key
 _T = TypeVar("_T")
 _COMMAND_TIMEOUT_S = 10.0
+_SHUTDOWN_GRACE_S = 1.0  # how long aclose() waits for clients to answer our close before hanging up
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +63,7 @@ class _Reactor(Handler):
         self._broker = broker
         self._amqp = amqp
         self.acceptor: Any = None
+        self.container: Any = None
         self.timer: Any = None
         self.stopping = False
 
@@ -75,6 +77,7 @@ class _Reactor(Handler):
             broker.started.set()
             event.container.stop()
             return
+        self.container = event.container
         event.container.selectable(broker.injector)
         self.timer = event.container.schedule(broker.tick_s, self)
         broker.started.set()
@@ -92,6 +95,21 @@ class _Reactor(Handler):
 
     def on_reactor_quiesced(self, event: Any) -> None:
         self._broker.notify_waiters()
+
+
+class _Hangup(Handler):
+    """Drops connections whose peer never answered our close (an idle SDK client reads nothing)."""
+
+    def __init__(self, connections: list[Any]) -> None:
+        super().__init__()
+        self._connections = connections
+
+    def on_timer_task(self, event: Any) -> None:
+        for connection in self._connections:
+            transport = connection.transport
+            if transport is not None:
+                transport.close_tail()
+                transport.close_head()
 
 
 class ServiceBusBroker:
@@ -154,6 +172,7 @@ class ServiceBusBroker:
         self.injector = EventInjector()
         self.started = threading.Event()
         self.startup_error: OSError | None = None
+        self.crash: Exception | None = None
         self.bound_port = 0
         self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
@@ -190,7 +209,14 @@ class ServiceBusBroker:
         _log.info("servicebus broker listening on %s:%d", self.host, self.bound_port)
 
     def _run(self) -> None:
-        Container(self._root).run()
+        try:
+            Container(self._root).run()
+        except Exception as exc:
+            self.crash = exc  # surfaced by the next state()/fault call instead of dying silently
+            _log.exception("servicebus broker reactor crashed")
+            self.started.set()
+            self._changed = True
+            self.notify_waiters()
 
     async def aclose(self) -> None:
         """Close every connection and the listener, then join the reactor thread. Safe to call twice."""
@@ -211,8 +237,11 @@ class ServiceBusBroker:
             root.timer.cancel()
         if root.acceptor is not None:
             root.acceptor.close()
+        connections = list(self._amqp.connections)
         self._amqp.close_connections("amqp:connection:forced")
         self.injector.close()
+        if connections and root.container is not None:
+            root.container.schedule(_SHUTDOWN_GRACE_S, _Hangup(connections))
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -268,7 +297,7 @@ class ServiceBusBroker:
     async def _call(self, function: Callable[[], _T]) -> _T:
         """Run `function` on the reactor thread and return its result."""
         if not self.is_running:
-            raise RuntimeError("ServiceBusBroker is not running")
+            raise RuntimeError("ServiceBusBroker is not running") from self.crash
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
 

@@ -237,6 +237,21 @@ async def test_cli_factory_builds_a_broker() -> None:
     await broker.aclose()  # idempotent
 
 
+async def test_aclose_hangs_up_on_idle_clients_and_leaks_no_thread() -> None:
+    broker = ServiceBusBroker()
+    await broker.start()
+    client = make_client(broker, retry_total=0)
+    receiver = client.get_queue_receiver(QUEUE)
+    await receiver.__aenter__()  # an idle SDK client never reads our close frame
+    assert (await broker.state()).connections == 1
+    await broker.aclose()
+    assert not [t for t in threading.enumerate() if t.name.startswith("servicebus-broker")]
+    with pytest.raises(RuntimeError, match="not running"):
+        await broker.state()
+    await receiver.close()
+    await client.close()
+
+
 def test_module_cli_help() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "devstack.servicebus", "--help"], capture_output=True, text=True, check=True
