@@ -19,7 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 from worker.audio import AudioFormat, Converter, WavWriter
+from worker.report import REPORT_CONTENT_TYPE, REPORT_NAME, render_report
 from worker.voice.timeline import AssistantResponse, Timeline, to_vtt, tool_calls_jsonl
+from worker.waveform import waveform_from_pcm
 
 __all__ = ["OUTPUT_RATE", "ArtifactFile", "render_artifacts"]
 
@@ -47,10 +49,12 @@ def render_artifacts(
     response_audio: bool,
     conversation_audio: bool,
     events_file: Path | None,
+    report: bool = False,
 ) -> list[ArtifactFile]:
     """Write every artifact into `workdir/out/`. Blocking (file I/O, numpy): run it in a thread.
 
-    `header` is merged at the top of transcript.json (job id, session, input facts).
+    `header` is merged at the top of transcript.json (job id, session, input facts). `report` adds
+    report.html (job.outputs.report), rendered last so it links only the audio files that exist.
     """
     out = workdir / "out"
     (out / "audio").mkdir(parents=True, exist_ok=True)
@@ -84,6 +88,11 @@ def render_artifacts(
         add(name, None, "audio/wav")
     if events_file is not None and events_file.exists():
         add("events.jsonl.gz", None, "application/gzip", path=events_file)
+    if report:
+        waveform = waveform_from_pcm(input_pcm, sample_rate=input_sample_rate) if input_pcm.exists() else None
+        audio = {f.name for f in files if f.name.startswith("audio/")}
+        html = render_report(transcript, waveform=waveform, audio_files=audio)
+        add(REPORT_NAME, html.encode("utf-8"), REPORT_CONTENT_TYPE)
     return files
 
 
