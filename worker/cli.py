@@ -224,5 +224,30 @@ def _settings() -> Settings:
         raise typer.Exit(EXIT_CONFIG) from None
 
 
+@app.command()
+def report(
+    target: Annotated[str, typer.Argument(help="an artifact directory (holds transcript.json) or a job id")],
+) -> None:
+    """Regenerate report.html from transcript.json: DIR/report.html for a local artifact directory, or
+    next to the job's artifacts in the results container (storage settings) for a job id."""
+    from worker.report import ReportError, regenerate_blob, regenerate_local
+
+    try:
+        if Path(target).is_dir():
+            written = str(regenerate_local(Path(target)))
+        else:
+            written = asyncio.run(regenerate_blob(_settings(), target))
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    except (ReportError, Permanent) as exc:
+        typer.echo(f"failed: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    except WorkerError as exc:
+        typer.echo(f"failed (transient, may succeed later): {exc.detail}", err=True)
+        raise typer.Exit(EXIT_TRANSIENT) from None
+    typer.echo(f"wrote {written}")
+
+
 def main() -> None:
     app()
