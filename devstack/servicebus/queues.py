@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from .views import Counters, MessageState, MessageView, QueueSnapshot
+
 __all__ = [
     "DEAD_LETTER_SUFFIX",
     "Counters",
@@ -49,13 +51,6 @@ class ReceiveMode(Enum):
     RECEIVE_AND_DELETE = "receive-and-delete"
 
 
-class MessageState(Enum):
-    ACTIVE = "active"
-    SCHEDULED = "scheduled"
-    LOCKED = "locked"
-    DEFERRED = "deferred"
-
-
 class LockLost(Exception):
     """The lock token is unknown, expired or already settled."""
 
@@ -81,51 +76,6 @@ class StoredMessage:
     dead_letter_reason: str | None = None
     dead_letter_description: str | None = None
     dead_letter_source: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class MessageView:
-    """Read-only view of a stored message for tests."""
-
-    sequence_number: int
-    message_id: str | None
-    state: MessageState
-    delivery_count: int
-    locked_until: float | None
-    dead_letter_reason: str | None
-    dead_letter_description: str | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class QueueSnapshot:
-    """Counts and messages of one entity (a queue or its `$DeadLetterQueue`)."""
-
-    name: str
-    active: int
-    scheduled: int
-    locked: int
-    deferred: int
-    messages: tuple[MessageView, ...]
-
-    @property
-    def total(self) -> int:
-        return len(self.messages)
-
-
-@dataclass(kw_only=True)
-class Counters:
-    """Event counts since the store was created."""
-
-    enqueued: int = 0
-    delivered: int = 0
-    completed: int = 0
-    abandoned: int = 0
-    deferred: int = 0
-    dead_lettered: int = 0
-    released: int = 0
-    renewed: int = 0
-    lock_expirations: int = 0
-    expired_messages: int = 0
 
 
 @dataclass
