@@ -122,6 +122,7 @@ async def regenerate_blob(settings: Settings, job_id: str) -> str:
     (`InputNotFound` when the job has no transcript.json, `Transient`, ...).
     """
     from worker.clients import open_clients
+    from worker.errors import InputNotFound
     from worker.jobs import JOB_ID_PATTERN
     from worker.storage import CHUNK_BYTES, BlobArtifacts, BlobInput
 
@@ -142,7 +143,10 @@ async def regenerate_blob(settings: Settings, job_id: str) -> str:
             else:  # not committed yet: assume the audio the transcript mentions was written
                 audio = {_CONVERSATION} | _response_audio(work / "transcript.json")
             if _CONVERSATION in audio:
-                await _download(inputs, prefix.child(_CONVERSATION), work / _CONVERSATION)
+                try:
+                    await _download(inputs, prefix.child(_CONVERSATION), work / _CONVERSATION)
+                except InputNotFound:  # conversation_audio was off: no waveform, no player
+                    audio.discard(_CONVERSATION)
             html = _render_dir(work, audio)
         await store.put(REPORT_NAME, html.encode("utf-8"), content_type=REPORT_CONTENT_TYPE)
     return prefix.child(REPORT_NAME).url
