@@ -340,20 +340,22 @@ def _turn_row(turn: UserTurn) -> _Row:
     )
 
 
-def _response_row(resp: AssistantResponse, turns: list[UserTurn]) -> _Row:
+def _response_row(resp: AssistantResponse, timeline: Timeline) -> _Row:
     start, end = span(resp) or (None, None)
     spoken = resp.transcript or resp.text
     reason = f": {resp.status_reason}" if resp.status_reason else ""
     status = _chip(resp.status + reason, slug(resp.status))
     if resp.trigger == "tool":
         status += " " + _chip("after tool", "info")
-    lat = latency_ms(resp, turn_for(resp, turns))
+    lat = latency_ms(resp, turn_for(resp, timeline.user_turns))
+    called = [c.name for c in timeline.tool_calls if c.response_id == resp.response_id]
+    silent = f"[no audio; called {', '.join(called)}]" if called else "[no transcript]"
     return _Row(
         who="assistant",
         tag=f"R{resp.index}",
         start=start,
         end=end if resp.audio_ms else None,
-        text=esc(spoken) if spoken else _MUTED.format("[no transcript]"),
+        text=esc(spoken) if spoken else _MUTED.format(esc(silent)),
         latency=dur(lat) if lat is not None else "",
         status=status,
     )
@@ -361,7 +363,7 @@ def _response_row(resp: AssistantResponse, turns: list[UserTurn]) -> _Row:
 
 def _transcript_card(timeline: Timeline) -> str:
     rows = [_turn_row(t) for t in timeline.user_turns]
-    rows += [_response_row(r, timeline.user_turns) for r in timeline.responses]
+    rows += [_response_row(r, timeline) for r in timeline.responses]
     rows.sort(key=lambda r: r.start if r.start is not None else float("inf"))
     head = "<tr><th>Who</th><th>Start</th><th>End</th><th>Text</th><th>Latency</th><th>Status</th></tr>"
     body = "".join(r.html() for r in rows) or '<tr><td colspan="6" class="muted">Nothing was said.</td></tr>'

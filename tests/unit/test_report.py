@@ -47,7 +47,7 @@ def _timeline() -> Timeline:
                               truncated=True, trigger="tool", done_ms=3000),
             AssistantResponse(index=3, response_id="r3"),  # never placed: no time at all
         ],
-        tool_calls=[ToolCallRecord(call_id="c1", name="get_weather", arguments=HOSTILE_ARGS,
+        tool_calls=[ToolCallRecord(call_id="c1", name="get_weather", response_id="r2", arguments=HOSTILE_ARGS,
                                    result={"temperature_c": 15}, start_ms=1600, duration_ms=2.5)],
         warnings=["input ended early <at 3 s>"],
     )  # fmt: skip
@@ -215,6 +215,7 @@ def test_transcript_rows_and_latency() -> None:
     assert ">300 ms<" in rows[1][1]
     measured = render_report({**HEADER, **_timeline().model_dump()}, waveform=None)
     assert ">312 ms<" in measured
+    assert "[no audio; called get_weather]" in measured  # r2 spoke no words: it called a tool
 
 
 def test_manifest_status_shown_when_given() -> None:
