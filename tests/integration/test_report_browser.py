@@ -112,9 +112,10 @@ async def chromium(tmp_path: Path) -> AsyncIterator[Cdp]:
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stderr is not None
+    drain: asyncio.Task[None] | None = None
     try:
         port = await asyncio.wait_for(_devtools_port(proc.stderr), 30)
-        drain = asyncio.create_task(_discard(proc.stderr))
+        drain = asyncio.create_task(_discard(proc.stderr))  # a full stderr pipe would stall chromium
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{port}/json/list") as resp:
                 targets = await resp.json()
@@ -127,12 +128,13 @@ async def chromium(tmp_path: Path) -> AsyncIterator[Cdp]:
                 finally:
                     pump.cancel()
                     await asyncio.gather(pump, return_exceptions=True)
-        drain.cancel()
-        await asyncio.gather(drain, return_exceptions=True)
     finally:
         if proc.returncode is None:
             proc.terminate()
         await asyncio.wait_for(proc.wait(), 20)
+        if drain is not None:
+            drain.cancel()
+            await asyncio.gather(drain, return_exceptions=True)
 
 
 async def _devtools_port(stderr: asyncio.StreamReader) -> int:
@@ -199,15 +201,15 @@ async def test_report_renders_in_chromium(voicelive: VoiceLiveSimulator, tmp_pat
             "(() => { const r = document.getElementById('timeline').getBoundingClientRect();"
             " window.scrollTo(0, 0); return {x: r.left + r.width / 2, y: r.top + r.height / 2}; })()"
         )
-        seeked = cdp.evaluate(
-            "new Promise(done => document.getElementById('conversation')"
-            ".addEventListener('seeked', () => done(true), {once: true}))"
+        # Listen before clicking (awaited here), then wait for the seek the click causes.
+        await cdp.evaluate(
+            "window.seeked = new Promise(done => document.getElementById('conversation')"
+            ".addEventListener('seeked', () => done(true), {once: true})); true"
         )
-        seek_wait = asyncio.ensure_future(seeked)
         for kind in ("mousePressed", "mouseReleased"):
             await cdp.call("Input.dispatchMouseEvent", type=kind, x=box["x"], y=box["y"], button="left",
                            clickCount=1)  # fmt: skip
-        assert await asyncio.wait_for(seek_wait, 20) is True
+        assert await cdp.evaluate("window.seeked") is True
         assert await cdp.evaluate("document.getElementById('playhead').classList.contains('on')") is True
         await cdp.evaluate("document.getElementById('conversation').pause()")
 
