@@ -86,7 +86,7 @@ def render_report(
     )
     csp = (
         f"default-src 'none'; style-src '{_sha(assets.CSS)}'; script-src '{_sha(assets.SCRIPT)}'; "
-        "media-src 'self'; img-src data:; base-uri 'none'; form-action 'none'"
+        "media-src 'self' file:; img-src data:; base-uri 'none'; form-action 'none'"
     )
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
