@@ -163,7 +163,14 @@ async def _bare(connector: SdkVoiceConnector, n: int, hold_s: float) -> dict[str
             await conn.send({"type": "session.update", "session": {"turn_detection": None}})
         await asyncio.sleep(hold_s)
         rss_n = rss_mib()
-    return {"kind": "bare", "sessions": n, "rss0_mib": rss0, "rss_mid_mib": rss_n}
+    return {
+        "kind": "bare",
+        "sessions": n,
+        "rss0_mib": round(rss0, 1),
+        "rss_end_mib": round(rss_n, 1),
+        "rss_per_session_mib": round((rss_n - rss0) / n, 3),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+    }
 
 
 class _GcWatch:
@@ -225,6 +232,7 @@ async def _worker(port: int, kind: str, n: int, seconds: float) -> dict[str, Any
         )
         await asyncio.sleep(max(seconds - WARMUP_S - 1.5, 1.0))
         window["cpu1"], window["wall1"] = time.process_time(), time.monotonic()
+        window["rss_end_mib"] = rss_mib()
 
     gc_watch = _GcWatch()
     if os.environ.get("BENCH_GC_FREEZE"):
@@ -267,7 +275,8 @@ async def _worker(port: int, kind: str, n: int, seconds: float) -> dict[str, Any
         "rss0_mib": round(rss0, 1),
         "rss_connected_mib": round(window.get("rss_connected_mib", math.nan), 1),
         "rss_mid_mib": round(window.get("rss_mid_mib", math.nan), 1),
-        "rss_per_session_mib": round((window.get("rss_mid_mib", math.nan) - rss0) / n, 3),
+        "rss_end_mib": round(window.get("rss_end_mib", math.nan), 1),
+        "rss_per_session_mib": round((window.get("rss_end_mib", math.nan) - rss0) / n, 3),
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "gc": gc_watch.summary(),
     }
@@ -324,8 +333,8 @@ async def run_point(
             await asyncio.gather(*(r.closed.wait() for r in records))
     result["simulator_arrival_offset_ms"] = _arrivals(records)
     result["holds"] = _holds(result)
-    print(json.dumps({k: result.get(k) for k in ("kind", "sessions", "lag_ms", "cpu_pct_of_core", "holds")}),
-          file=sys.stderr)  # fmt: skip
+    brief = ("kind", "sessions", "lag_ms", "cpu_pct_of_core", "rss_per_session_mib")
+    print(json.dumps({k: result.get(k) for k in brief}), file=sys.stderr)
     return result
 
 
