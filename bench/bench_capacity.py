@@ -10,6 +10,8 @@ at random phases). Kinds:
   naive      the baseline: the same run_session and SDK connection, but the pacer sends and then
              sleeps frame_ms (the sample-code approach); lag is measured against the same absolute schedule;
   fast       wirepacer with a candidate hot-path speedup (pre-built append JSON → aiohttp `send_str`);
+  gcfreeze   wirepacer after `gc.freeze()` at start-up (candidate: no full collections over import-time
+             objects while streaming);
   bare       connect + session.update only, idle (what the SDK connection alone costs, for memory).
 Per point: pooled per-frame send lag (all frames and steady state = after the first second), end drift,
 worker CPU % of its core over the steady window and per session, RSS growth per session, and the arrival
@@ -60,8 +62,8 @@ LAG_LIMIT_MS = 10.0
 STEADY_AFTER_FRAMES = 50  # "steady state" = frames after the first second of each session
 WARMUP_S = 2.0
 FULL_SWEEP = [25, 50, 100, 200, 300, 400, 600]
-QUICK_SWEEP = [100, 300]
-KINDS = ("wirepacer", "naive", "fast", "bare")
+QUICK_SWEEP = [100, 200, 300]
+KINDS = ("wirepacer", "naive", "fast", "gcfreeze", "bare")
 
 
 def _frame() -> bytes:
@@ -235,8 +237,8 @@ async def _worker(port: int, kind: str, n: int, seconds: float) -> dict[str, Any
         window["rss_end_mib"] = rss_mib()
 
     gc_watch = _GcWatch()
-    if os.environ.get("BENCH_GC_FREEZE"):
-        gc.freeze()
+    if kind == "gcfreeze":
+        gc.freeze()  # everything allocated so far (imports, SDK models) leaves the cyclic GC's generations
     gc.callbacks.append(gc_watch)
     with tempfile.TemporaryDirectory(prefix="bench-capacity-") as tmp:
         dirs = [Path(tmp) / str(i) for i in range(n)]
@@ -410,6 +412,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ours: list[dict[str, Any]] = []
     baseline: list[dict[str, Any]] = []
     fast: list[dict[str, Any]] = []
+    frozen: list[dict[str, Any]] = []
     profile: dict[str, Any] | None = None
     from devstack.voicelive import Mode, VoiceLiveSimulator  # not imported by the worker child
 
@@ -426,6 +429,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         fast_points = args.fast if args.fast is not None else ([300] if args.quick else [300, 400, 600])
         for n in fast_points:
             fast.append(await run_point(sim, kind="fast", sessions=n, seconds=seconds))
+            frozen.append(await run_point(sim, kind="gcfreeze", sessions=n, seconds=seconds))
         if args.profile:
             raw = Path(tempfile.gettempdir()) / "bench-capacity-profile.txt"
             raw.unlink(missing_ok=True)
@@ -458,6 +462,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "capacity_sessions": max(held, default=0),
             "wirepacer": ours,
             "fast_append": fast,
+            "gc_freeze": frozen,
             "profile": profile,
         },
         "baseline": {"naive_sleep_per_frame": baseline},
@@ -466,10 +471,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="sweep 100/300 with 12 s of audio")
+    parser.add_argument("--quick", action="store_true", help="sweep 100/200/300 with 12 s of audio")
     parser.add_argument("--sessions", type=int, nargs="+", help="the sweep (default 25 … 600)")
     parser.add_argument("--baseline", type=int, nargs="*", help="N for the sleep-per-frame baseline")
-    parser.add_argument("--fast", type=int, nargs="*", help="N for the pre-encoded append candidate")
+    parser.add_argument(
+        "--fast", type=int, nargs="*", help="N for the two candidates (pre-encoded append, gc.freeze)"
+    )
     parser.add_argument("--seconds", type=float, help="audio per session (default 60, quick 20)")
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="skip the py-spy run")
     parser.add_argument("--profile-sessions", type=int, default=300)
