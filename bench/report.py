@@ -289,11 +289,15 @@ def _capacity(c: Json | None, sink: Json | None) -> list[str]:
     rows += [_cap_row(r) for r in c.get("baseline", {}).get("naive_sleep_per_frame", [])]
     rows += [_cap_row(r) for r in res.get("fast_append", [])]
     rows += [_cap_row(r) for r in res.get("gc_freeze", [])]
+    if (prof := res.get("profile")) and prof.get("point"):
+        rows.append(_cap_row({**prof["point"], "kind": "wirepacer (py-spy attached)"}))
     out += _table(header, rows)
     out += [
-        f"**Capacity: {res.get('capacity_sessions')} sessions** held on one core in this run (ms columns",
-        "are milliseconds; *sim arrival p99* is the jitter the simulator saw, measured from each session's",
-        "own best-fit 20 ms grid). `fast` and `gcfreeze` are the candidates described under the profile.",
+        f"**Capacity: {res.get('capacity_sessions')} sessions** held on one core in this sweep. The last",
+        "row repeats the 300-session point with the same code while py-spy samples it: where two rows at",
+        "one N disagree on *holds*, that N is at the edge on this machine and their spread is the honest",
+        "error bar. Milliseconds throughout; *sim arrival p99* is the jitter the simulator saw, from each",
+        "session's own best-fit 20 ms grid. `fast` and `gcfreeze` are the candidates under the profile.",
         "",
     ]
     if sink:
@@ -346,11 +350,12 @@ def _profile(c: Json | None) -> list[str]:
         "- Pacing itself (deadline arithmetic, `asyncio.sleep` timer handles) is a few percent; epoll wait",
         "  shows as idle-in-loop time.",
         "",
-        "- Not in the samples above but in the lag tail: a full (gen 2) garbage collection during a",
-        "  300-session stream stops the loop for ~30 ms (the *gen2 GC max* column) because it walks every",
-        "  object the imported SDKs created; every session's due frames wait, then go out in a burst.",
-        "  The worker core is only about half busy at 300 sessions, so pauses like this, not CPU, set",
-        "  the tail. Compare the *gcfreeze* row below.",
+        "- The worker core is only about half busy at 300 sessions, yet the lag p99 there moves between",
+        "  runs (compare the 300-session rows). Something other than average CPU sets the tail: bursts of",
+        "  due frames, other load on the shared machine, and stop-the-world pauses. One of those is",
+        "  measured: a full (gen 2) garbage collection, which walks every object the imported SDKs",
+        "  created, stops the loop for 30-80 ms about once per run (*gen2 GC max*) and shows in *lag",
+        "  max*. Whether it moves p99 is not settled by these short runs.",
         "",
         "Two candidates, measured in the same run, not applied (worker/ is owned elsewhere):",
         "",
@@ -361,7 +366,8 @@ def _profile(c: Json | None) -> list[str]:
         "   errors still going through `translate_error`. Wire bytes unchanged.",
         "2. *gcfreeze*: call `gc.freeze()` once at worker start-up, after imports and configuration, so",
         "   full collections no longer walk the import-time objects. No behaviour change; the frozen objects",
-        "   live for the whole process anyway.",
+        "   live for the whole process anyway. It removes the gen 2 pauses during streaming; its effect on",
+        "   p99 is within the run-to-run spread, so it is a weak signal, not a proven win.",
         "",
     ]
     gcf = {r["sessions"]: r for r in res.get("gc_freeze", [])}
