@@ -127,7 +127,11 @@ def _summary(d: dict[str, Json | None]) -> list[str]:
                 [
                     f"Capacity: worker CPU per session (at {best['sessions']})",
                     _f(best.get("cpu_pct_per_session"), 3, " % of a core"),
-                    _f(naive.get("cpu_pct_per_session"), 3, " % (sleep-per-frame)"),
+                    _f(
+                        naive.get("cpu_pct_per_session"),
+                        3,
+                        f" % (sleep-per-frame, N={naive.get('sessions')})",
+                    ),
                     "–",
                 ]
             )
