@@ -198,7 +198,7 @@ class _Run:
             timeline=self.result.timeline, header=header, workdir=workdir,
             input_pcm=self.result.input_pcm, input_sample_rate=self.result.input_sample_rate,
             response_audio=outputs.response_audio, conversation_audio=outputs.conversation_audio,
-            events_file=self.result.events_file,
+            events_file=self.result.events_file, report=outputs.report,
         )  # fmt: skip
 
     def manifest(self, *, status: Literal["succeeded", "failed"], reason: str | None = None,

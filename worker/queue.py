@@ -7,6 +7,7 @@ off and reconnect), `BusFatal` (auth / missing entity: exit with a clear message
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -145,6 +146,9 @@ class QueueConsumer:
         self._receiver: ServiceBusReceiver | None = None
         self._sender: ServiceBusSender | None = None
         self._renewer = AutoLockRenewer()
+        # One send at a time: concurrent sends on one pyamqp sender can wedge its connection
+        # (observed: every later send stuck in auth_complete). Retries are rare; the lock costs nothing.
+        self._send_lock = asyncio.Lock()
 
     @property
     def connected(self) -> bool:
@@ -157,6 +161,10 @@ class QueueConsumer:
                     self._queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK, prefetch_count=0
                 )
                 await receiver.__aenter__()
+                # Warm the management link with one harmless operation. Concurrent first uses of it
+                # (lock renewals of several messages) race to create it and the SDK shuts the handler
+                # down ("Management Operation error occurred"); once it exists, concurrency is fine.
+                await receiver.peek_messages(max_message_count=1)
                 sender = self._client.get_queue_sender(self._queue)
                 try:
                     await sender.__aenter__()
@@ -222,8 +230,9 @@ class QueueConsumer:
             application_properties=_properties(message.properties, attempt=attempt, throttled=throttled),
             scheduled_enqueue_time_utc=datetime.now(UTC) + timedelta(seconds=delay_s),
         )
-        with translate_bus_errors("schedule retry"):
-            await sender.send_messages(copy)
+        async with self._send_lock:
+            with translate_bus_errors("schedule retry"):
+                await sender.send_messages(copy)
         await self.complete(message)
 
     async def reset(self) -> None:
