@@ -216,6 +216,23 @@ def dlq_redrive(
         typer.echo(f"redriven {sent}")
 
 
+@app.command()
+def demo(
+    pace: Annotated[float, typer.Option("--pace", min=0.1, max=50, help="wire pace (1 = real time)")] = 1.0,
+    out: Annotated[Path, typer.Option("--out", help="where artifacts are downloaded")] = Path("demo-output"),
+) -> None:
+    """The main job end to end on the local stack (no Azure, no Docker): devstack + real worker."""
+    from rich.console import Console
+
+    try:
+        from devstack.demo import run_demo
+    except ImportError as exc:  # the container image ships without devstack's dependencies
+        typer.echo(f"error: the demo needs the devstack dependencies (uv sync): {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    ok = asyncio.run(run_demo(pace=pace, out_dir=out, console=Console()))
+    raise typer.Exit(0 if ok else EXIT_FAILED)
+
+
 def _settings() -> Settings:
     try:
         return load_settings()
