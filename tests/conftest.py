@@ -44,7 +44,7 @@ async def voicelive_sim() -> AsyncIterator[VoiceLiveSimulator]:
         yield sim
 
 
-@pytest.fixture()
+@pytest.fixture
 def voicelive(voicelive_sim: VoiceLiveSimulator) -> Iterator[VoiceLiveSimulator]:
     voicelive_sim.faults.clear()
     yield voicelive_sim

@@ -16,7 +16,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from worker.errors import InputForbidden
 
-__all__ = ["ANY_CONTAINER", "BlobPolicy", "BlobRef", "DevEndpoint", "parse_allow_list"]
+__all__ = ["ANY_CONTAINER", "LOCAL_FILES", "BlobPolicy", "BlobRef", "DevEndpoint", "parse_allow_list"]
 
 #: Public-cloud blob endpoint suffixes. A host must be exactly `<account>.<suffix>`.
 BLOB_SUFFIXES = (
@@ -28,6 +28,9 @@ _ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$|^\$root$")
 _MAX_BLOB_NAME = 1024
 _FORBIDDEN_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+
+#: `account_url` of refs to local files (`voicelive-worker process FILE`); only LocalInput opens them.
+LOCAL_FILES = "file://"
 
 #: Allow-list that admits every account and container. Only code builds it (for offline `validate`);
 #: `parse_allow_list` refuses a `*` account, so no setting can produce it.
@@ -45,6 +48,8 @@ class BlobRef:
 
     @property
     def url(self) -> str:
+        if self.account_url == LOCAL_FILES:  # `process FILE`: the name is a local path
+            return f"file://{quote(self.name, safe='/')}"
         return f"{self.account_url}/{self.container}/{quote(self.name, safe='/')}"
 
     def child(self, relative: str) -> BlobRef:

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from worker.blobs import BlobRef
+from worker.blobs import LOCAL_FILES, BlobRef
 from worker.clients import open_clients
 from worker.config import Settings
 from worker.errors import InvalidJob, InvalidMessage
@@ -67,7 +67,7 @@ async def run_one(
             input_ref = policy.check_input(input_arg)
             inputs: InputSource = BlobInput(clients.blob, max_bytes=settings.max_input_bytes)
         else:
-            input_ref = BlobRef("file://", LOCAL_ACCOUNT, LOCAL_ACCOUNT, str(Path(input_arg).resolve()))
+            input_ref = BlobRef(LOCAL_FILES, LOCAL_ACCOUNT, LOCAL_ACCOUNT, str(Path(input_arg).resolve()))
             inputs = LocalInput(max_bytes=settings.max_input_bytes)
         if out is not None and is_url(out):
             assert policy is not None and clients.blob is not None
@@ -78,7 +78,7 @@ async def run_one(
                 return BlobArtifacts(blob, ref)
         else:
             directory = Path(out) if out else Path("voicelive-output") / job.job_id
-            output_ref = BlobRef("file://", LOCAL_ACCOUNT, LOCAL_ACCOUNT, str(directory.resolve()) + "/")
+            output_ref = BlobRef(LOCAL_FILES, LOCAL_ACCOUNT, LOCAL_ACCOUNT, str(directory.resolve()) + "/")
 
             def artifacts(ref: BlobRef) -> ArtifactStore:
                 return LocalArtifacts(Path(ref.name))
