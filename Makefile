@@ -4,6 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 AZURITE := devstack/azurite_npm/node_modules/azurite/dist/src/blob/main.js
 export UV_PYTHON_DOWNLOADS := never
+export PATH := $(HOME)/.local/bin:$(PATH)
 
 .PHONY: help bootstrap test lint format schemas demo bench bench-full devstack clean
 
@@ -11,7 +12,7 @@ help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
 $(UV):
-	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+	python3 -m pip install --quiet --user uv
 
 .venv/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen
@@ -26,11 +27,10 @@ bootstrap: .venv/.synced $(AZURITE)  ## install Python deps (uv) and Azurite (np
 test: bootstrap  ## run the whole suite (unit + integration against devstack)
 	$(UV) run pytest
 
-lint: bootstrap  ## ruff, formatting, mypy --strict, infra checks
+lint: bootstrap  ## ruff, formatting, mypy --strict (checkov runs in the test suite: tests/infra)
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy
-	@if [ -x scripts/check-infra.sh ]; then scripts/check-infra.sh; fi
 
 format: bootstrap  ## apply ruff fixes and formatting
 	$(UV) run ruff check --fix .
