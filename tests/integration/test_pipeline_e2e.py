@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -213,3 +214,65 @@ async def test_second_run_is_a_no_op(harness: Harness) -> None:
     assert second.duplicate
     assert second.manifest == first.manifest
     assert len(harness.sim.connections) == connections, "a duplicate must not open a session"
+
+
+@pytest.mark.parametrize(
+    ("audio_format", "rate"), [("pcm16", 16000), ("pcm16", 8000), ("g711_ulaw", 8000), ("g711_alaw", 8000)]
+)
+async def test_session_input_formats_find_the_same_turns(
+    harness: Harness, audio_format: str, rate: int
+) -> None:
+    body = harness.job(await harness.upload(AUDIO / "caller_3turns_16k.wav"),
+                       streaming={"audio_format": audio_format, "sample_rate": rate})  # fmt: skip
+    outcome = await harness.run(body)
+    record = harness.sim.connections[-1]
+    assert record.session["input_audio_format"] == audio_format
+    transcript = json.loads(await harness.read(outcome.manifest.job_id, "transcript.json"))
+    starts = [t["start_ms"] / 1000 for t in transcript["user_turns"]]
+    assert starts == pytest.approx([0.50, 6.05, 12.12], abs=0.15)
+    with wave.open(io.BytesIO(await harness.read(outcome.manifest.job_id, "audio/conversation.wav"))) as wav:
+        assert wav.getnframes() / 24000 == pytest.approx(16.0 + 1.0, abs=0.05)
+
+
+async def test_manual_turns_commit_each_utterance(harness: Harness) -> None:
+    body = harness.job(
+        await harness.upload(AUDIO / "caller_3turns_16k.wav"), session={"turn_detection": None}
+    )
+    outcome = await harness.run(body)
+    record = harness.sim.connections[-1]
+    assert record.session["turn_detection"] is None
+    assert record.received.count("input_audio_buffer.commit") == 3
+    transcript = json.loads(await harness.read(outcome.manifest.job_id, "transcript.json"))
+    assert [t["source"] for t in transcript["user_turns"]] == ["manual"] * 3
+    assert all(t["response_ids"] for t in transcript["user_turns"])
+
+
+async def test_process_command_writes_a_local_directory(
+    voicelive: VoiceLiveSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from worker.cli import app
+
+    monkeypatch.setenv("VOICELIVE_ENDPOINT", voicelive.endpoint)
+    monkeypatch.setenv("VOICELIVE_API_KEY", "devstack-key")
+    job_file = tmp_path / "job.json"
+    job_file.write_text(json.dumps({"version": 1, "job_id": "cli-1", "input": {"url": "x"},
+                                    "streaming": {"pace": FAST}}))  # fmt: skip
+    # CliRunner runs the command's own event loop: do it in a thread, away from the test's loop.
+    result = await asyncio.to_thread(
+        CliRunner().invoke, app,
+        ["process", str(AUDIO / "hello_24k_mono.wav"), "--job", str(job_file), "--out", str(tmp_path / "out"),
+         "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = Manifest.model_validate_json(result.stdout)
+    assert (manifest.job_id, manifest.status) == ("cli-1", "succeeded")
+    assert manifest.input.url.startswith("file:///")
+    for artifact in manifest.artifacts:
+        data = (tmp_path / "out" / artifact.name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == artifact.sha256
+    out = str(tmp_path / "out")
+    args = ["process", str(AUDIO / "hello_24k_mono.wav"), "--job", str(job_file), "--out", out]
+    again = await asyncio.to_thread(CliRunner().invoke, app, args)
+    assert again.exit_code == 0, "a second run of a succeeded job is a no-op, not an error"
