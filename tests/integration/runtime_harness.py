@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from azure.core.credentials import AzureKeyCredential
 from azure.servicebus.aio import ServiceBusClient
 from azure.storage.blob.aio import BlobServiceClient
@@ -170,3 +174,123 @@ async def stack(azurite: Azurite, sim: VoiceLiveSimulator, **broker_options: Any
 
 def body_bytes(body: dict[str, Any]) -> bytes:
     return json.dumps(body).encode()
+
+
+# ---- the real `voicelive-worker run` process ----------------------------------------------------------
+
+#: Settings a worker subprocess must not inherit from the machine running the tests.
+_AMBIENT = ("SERVICEBUS_", "STORAGE_", "VOICELIVE_", "APPLICATIONINSIGHTS_", "AZURE_", "OTEL_")
+
+
+class WorkerProcess:
+    """A `python -m worker run` subprocess (what `voicelive-worker run` runs), its stderr read as JSON lines.
+
+    `start(env)` returns once the worker logged "worker up" (so `port` is the health port); `wait_log`
+    waits for a line; `signal`/`kill` and `wait_exit` drive its end. `aclose()` kills it if it still runs.
+    Lines that are not JSON (typer's error message, a traceback) are kept as `{"message": line}`.
+    """
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.records: list[dict[str, Any]] = []
+        self.port = 0
+        self._new = asyncio.Event()
+        self._eof = False
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(cls, env: dict[str, str], *, cwd: Path, up_within_s: float = 30.0) -> WorkerProcess:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(_AMBIENT)}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "worker", "run",
+            env=base | {"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"} | env, cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE, limit=2**20,
+        )  # fmt: skip
+        worker = cls(proc)
+        try:
+            up = await worker.wait_log(lambda r: "worker up" in r["message"], timeout=up_within_s)
+        except BaseException:
+            await worker.aclose()
+            raise
+        worker.port = int(up["message"].rsplit(":", 1)[1])
+        return worker
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            self.records.append(record if isinstance(record, dict) else {"message": line})
+            self._new.set()
+        self._eof = True
+        self._new.set()
+
+    def messages(self) -> list[str]:
+        return [str(r.get("message", "")) for r in self.records]
+
+    def tail(self, n: int = 30) -> str:
+        return "\n".join(self.messages()[-n:])
+
+    async def wait_log(
+        self,
+        pred: Callable[[dict[str, Any]], bool],
+        *,
+        timeout: float = 30.0,  # noqa: ASYNC109
+    ) -> dict[str, Any]:
+        """The first log record (from the start) for which `pred` holds; AssertionError if the process
+        closed stderr first, TimeoutError after `timeout` s."""
+        seen = 0
+        async with asyncio.timeout(timeout):
+            while True:
+                for record in self.records[seen:]:
+                    if pred(record):
+                        return record
+                seen = len(self.records)
+                if self._eof:
+                    raise AssertionError(f"worker ended without that log line; stderr tail:\n{self.tail()}")
+                self._new.clear()
+                await self._new.wait()
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    async def wait_exit(self, *, timeout: float = 60.0) -> int:  # noqa: ASYNC109
+        """The exit code, once the process ended and its stderr was read to the end."""
+        async with asyncio.timeout(timeout):
+            code = await self.proc.wait()
+            await self._reader
+        return code
+
+    async def aclose(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        with contextlib.suppress(Exception):  # the reader's own failure is not the test's concern here
+            await asyncio.wait_for(self._reader, 10)
+
+
+async def http_status(port: int, path: str) -> int:
+    """GET http://127.0.0.1:`port``path` and return the status."""
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}{path}") as resp:
+        return resp.status
+
+
+async def check_artifacts(s: Stack, job_id: str) -> Manifest:
+    """The job's one succeeded manifest, after checking every blob under its prefix is listed in it with
+    the same size and sha256 (no blob of another attempt mixed in, nothing missing)."""
+    blobs = await s.artifacts(job_id)
+    manifest = await s.manifest(job_id)
+    assert manifest is not None and manifest.status == "succeeded", (job_id, manifest)
+    listed = {a.name: a for a in manifest.artifacts}
+    assert set(blobs) - {"manifest.json"} == set(listed), (job_id, sorted(blobs), sorted(listed))
+    for name, entry in listed.items():
+        data = blobs[name]
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (entry.size, entry.sha256), (job_id, name)
+    return manifest
