@@ -47,6 +47,7 @@ BENCHES = [
     Bench(name="capacity", target=["-m", "bench.bench_capacity"], quick=["--quick"], full=[]),
     Bench(name="memory", target=["-m", "bench.bench_memory"], quick=["--quick"], full=[]),
     Bench(name="overhead", target=["-m", "bench.bench_overhead"], quick=["--quick"], full=[]),
+    Bench(name="soak", target=["-m", "bench.bench_soak"], quick=["--quick"], full=[]),
 ]
 
 
