@@ -575,7 +575,8 @@ def _soak(s: Json | None) -> list[str]:
     inj, rt, bt = r["injected"], r["timings"], b["timings"]
     out += [
         *textwrap.wrap(
-            f"`{s.get('command', 'uv run python -m bench.bench_soak')}`. The product's `Worker` (real "
+            f"`{(s.get('command') or 'uv run python -m bench.bench_soak').strip()}`. The product's "
+            "`Worker` (real "
             "`QueueConsumer`, `Settler`, blob and Voice Live SDK adapters) consumes a devstack broker queue "
             f"with {p['concurrency']} slots; inputs live in Azurite, sessions go to the zero-latency "
             f"simulator. Each job streams a generated {_f(p['audio_s'], 1)} s tone-burst utterance + "
@@ -600,7 +601,7 @@ def _soak(s: Json | None) -> list[str]:
         ["lost / duplicated / wrongly settled", f"{r['lost']} / {r['duplicated']} / {r['wrongly_settled']}",
          f"{b['lost']} / {b['duplicated']} / {b['wrongly_settled']}"],
         ["final states", ", ".join(f"{k} {v}" for k, v in sorted(r["final_states"].items())), "–"],
-        ["attempts per job (attempts: jobs)",
+        ["times processed per job (times: jobs)",
          ", ".join(f"{k}: {v}" for k, v in r["attempts_per_job"].items()), "–"],
         ["faults injected", f"drops {inj['drops_scheduled']}, HTTP 429 {inj['refused_429']}, "
          f"bad audio {inj['bad_audio_jobs']}; {inj['connections']:,} connection attempts", "none"],
@@ -620,16 +621,22 @@ def _soak(s: Json | None) -> list[str]:
     ]  # fmt: skip
     out += _table(["", "with faults", "baseline (no faults)"], rows)
     counters = r.get("broker_counters") or {}
-    out += [
+    out += textwrap.wrap(
         "Broker counters for the soak queue: "
         + ", ".join(f"{k} {v}" for k, v in counters.items() if v)
-        + ". Overhead = (settled − started) − audio on the wire ÷ pace for one attempt; at 20× the",
-        "response and the end-of-input drain window (1.0 s, the product default) cannot overlap the stream,",
-        "so they are most of it, with every slot busy and the broker, Azurite and the simulator sharing the",
-        "same two cores (the single-job figure is in *Job overhead* above). End to end starts when the whole",
-        "batch was enqueued, so it is dominated by queueing behind the slots; retries add their backoff.",
-        "",
-    ]
+        + ". Overhead = (settled − started) − audio on the wire ÷ pace for one attempt; at 20× the "
+        "response and the end-of-input drain window (1.0 s, the product default) cannot overlap the "
+        "stream, so they are most of it, with every slot busy and the broker, Azurite and the simulator "
+        "sharing the same two cores (the single-job figure is in *Job overhead* above). Under faults "
+        "the p95 grows because each 429's Retry-After pauses every new connect of the replica, "
+        "successful attempts included. End to end starts when the whole batch was enqueued, so it is "
+        "dominated by queueing behind the slots; retries add their backoff. Bad-audio jobs open a "
+        "Voice Live connection before their input fails to decode (connection attempts = times "
+        "processed).",
+        width=104,
+        break_on_hyphens=False,
+    )
+    out.append("")
     return out
 
 
