@@ -92,6 +92,7 @@ def process(
     """Run one job without a queue and write its artifacts (default ./voicelive-output/<job_id>/)."""
     from rich.console import Console
 
+    from worker import telemetry
     from worker.console import manifest_table, show_progress
     from worker.logs import configure_logging
     from worker.oneshot import build_job, run_one
@@ -115,7 +116,8 @@ def process(
             console.print(manifest_table(outcome.manifest))
 
     try:
-        asyncio.run(go())
+        with telemetry.running(settings):
+            asyncio.run(go())
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
@@ -130,6 +132,7 @@ def process(
 @app.command()
 def run() -> None:
     """Consume the queue until SIGTERM/SIGINT, then drain in-flight jobs and exit 0."""
+    from worker import telemetry
     from worker.logs import configure_logging
     from worker.queue import BusFatal
     from worker.service import serve
@@ -137,7 +140,8 @@ def run() -> None:
     settings = _settings()
     configure_logging(settings)
     try:
-        asyncio.run(serve(settings))
+        with telemetry.running(settings):
+            asyncio.run(serve(settings))
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
@@ -154,6 +158,7 @@ def enqueue(
     count: Annotated[int, typer.Option("--count", min=1, max=100_000, help="send N copies")] = 1,
 ) -> None:
     """Send job message(s): message_id = job_id, traceparent set. Prints one job id per line."""
+    from worker import telemetry
     from worker.enqueueing import build_jobs, send_jobs
 
     if (input is None) == (job is None):
@@ -162,7 +167,9 @@ def enqueue(
     settings = _settings()
     try:
         jobs = build_jobs(input_url=input, job_file=job, job_id=job_id, count=count)
-        for sent in asyncio.run(send_jobs(settings, jobs)):
+        with telemetry.running(settings):
+            sent_ids = asyncio.run(send_jobs(settings, jobs))
+        for sent in sent_ids:
             typer.echo(sent)
     except Permanent as exc:
         typer.echo(f"invalid: {exc.reason}: {exc.detail}", err=True)

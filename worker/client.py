@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -16,23 +17,43 @@ from typing import Any, Self
 from azure.servicebus import ServiceBusMessage, ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 from opentelemetry import propagate
+from opentelemetry.trace import Span, SpanKind
 from pydantic import ValidationError
 
 from worker.errors import InvalidJob
 from worker.jobs import Job
 from worker.queue import ATTEMPT_PROPERTY, translate_bus_errors
+from worker.telemetry import Attr, SpanName, tracer
 
 __all__ = ["DeadLetter", "JobClient", "job_to_message"]
 
 
 def job_to_message(job: Job | Mapping[str, Any]) -> ServiceBusMessage:
     """A validated job as a Service Bus message; raises `InvalidJob` before anything is sent."""
+    model = _validated(job)
+    with _enqueue_span(model):
+        return _message(model)
+
+
+def _validated(job: Job | Mapping[str, Any]) -> Job:
     try:
-        model = job if isinstance(job, Job) else Job.model_validate(dict(job))
+        return job if isinstance(job, Job) else Job.model_validate(dict(job))
     except ValidationError as exc:
         raise InvalidJob(str(exc.errors(include_url=False, include_input=False)[:3])) from None
+
+
+def _enqueue_span(model: Job) -> AbstractContextManager[Span]:
+    """A PRODUCER span per job (a child of the caller's span, if any). The SDK's own message span is
+    created under it when the message is sent or batched, and the worker's `process job` span is
+    parented to that and linked with it: one trace per job from here to its settlement."""
+    attributes = {Attr.JOB_ID: model.job_id, Attr.MESSAGING_SYSTEM: "servicebus",
+                  Attr.MESSAGING_OPERATION: "send", Attr.MESSAGE_ID: model.job_id}  # fmt: skip
+    return tracer().start_as_current_span(SpanName.ENQUEUE_JOB, kind=SpanKind.PRODUCER, attributes=attributes)
+
+
+def _message(model: Job) -> ServiceBusMessage:
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)  # traceparent (and tracestate/baggage) of the caller's span, if any
+    propagate.inject(carrier)  # traceparent (and tracestate/baggage) of the current span
     properties: dict[str | bytes, Any] = {ATTEMPT_PROPERTY: "1"}
     properties.update(carrier)
     return ServiceBusMessage(
@@ -96,28 +117,30 @@ class JobClient:
 
     async def enqueue(self, job: Job | Mapping[str, Any]) -> str:
         """Send one job; returns its job_id."""
-        message = job_to_message(job)
+        model = _validated(job)
         sender = await self._get_sender()
-        with translate_bus_errors("enqueue"):
-            await sender.send_messages(message)
-        return str(message.message_id)
+        with _enqueue_span(model), translate_bus_errors("enqueue"):
+            await sender.send_messages(_message(model))
+        return model.job_id
 
     async def enqueue_many(self, jobs: Iterable[Job | Mapping[str, Any]]) -> list[str]:
         """Send jobs in as few batches as the size limit allows (all validated before the first send)."""
-        messages = [job_to_message(job) for job in jobs]
+        models = [_validated(job) for job in jobs]
         sender = await self._get_sender()
         with translate_bus_errors("enqueue"):
             batch = await sender.create_message_batch()
-            for message in messages:
-                try:
-                    batch.add_message(message)
-                except ValueError:  # batch full: send it, start the next
-                    await sender.send_messages(batch)
-                    batch = await sender.create_message_batch()
-                    batch.add_message(message)
+            for model in models:
+                with _enqueue_span(model):  # the SDK traces the message when it is added
+                    message = _message(model)
+                    try:
+                        batch.add_message(message)
+                    except ValueError:  # batch full: send it, start the next
+                        await sender.send_messages(batch)
+                        batch = await sender.create_message_batch()
+                        batch.add_message(message)
             if len(batch):
                 await sender.send_messages(batch)
-        return [str(m.message_id) for m in messages]
+        return [model.job_id for model in models]
 
     async def dead_letters(self, *, max_count: int = 100) -> list[DeadLetter]:
         """Peek (without locking) up to `max_count` dead-lettered jobs."""

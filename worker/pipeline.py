@@ -13,12 +13,14 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
+
+from opentelemetry import trace
 
 from worker.artifacts import ArtifactFile, render_artifacts
 from worker.audio import AudioFormat, InputFacts, open_frames
@@ -27,6 +29,7 @@ from worker.errors import Permanent
 from worker.jobs import ArtifactEntry, InputInfo, Job, Manifest, Metrics, ParsedJob, SessionInfo, Timings
 from worker.pacing import Paced, PacingStats, Unpaced, WirePacer
 from worker.storage import ArtifactStore, InputSource, InputStream, ManifestConflict
+from worker.telemetry import Attr, SpanName, record_error, tracer
 from worker.voice.ports import VoiceConnector
 from worker.voice.session import SessionOptions, SessionResult, run_session
 from worker.voice.tools import ToolRegistry
@@ -104,6 +107,7 @@ async def process_job(
     try:
         manifest = await run.execute(store)
     except Permanent as exc:
+        record_error(trace.get_current_span(), exc, reason=str(exc.reason))
         progress.state = "failed"
         failed = run.manifest(status="failed", reason=str(exc.reason), error=exc.detail)
         await _shielded(store.put_manifest(failed, if_version=existing_version))
@@ -124,6 +128,18 @@ async def commit_failure(parsed: ParsedJob, ports: Ports, *, reason: str, detail
     with contextlib.suppress(ManifestConflict):  # another run committed meanwhile: theirs stands
         await _shielded(store.put_manifest(run.manifest(status="failed", reason=reason, error=detail),
                                            if_version=existing_version))  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def _opened(inputs: InputSource, ref: BlobRef) -> AsyncIterator[InputStream]:
+    """`inputs.open(ref)` with a `blob read` span around the opening (properties and first response);
+    the chunks that follow are read while streaming, under the session, and are not spanned."""
+    async with contextlib.AsyncExitStack() as stack:
+        attributes = {Attr.BLOB_CONTAINER: ref.container}
+        with tracer().start_as_current_span(SpanName.BLOB_READ, attributes=attributes) as span:
+            stream = await stack.enter_async_context(inputs.open(ref))
+            span.set_attribute(Attr.BLOB_SIZE, stream.size)
+        yield stream
 
 
 async def _shielded(awaitable: Any, timeout_s: float = 60.0) -> None:
@@ -157,7 +173,7 @@ class _Run:
         workdir = Path(tempfile.mkdtemp(prefix=f"vlw-{self.job.job_id[:40]}-"))
         try:
             self.progress.state = "reading"
-            async with self.ports.inputs.open(self.parsed.input) as stream:
+            async with _opened(self.ports.inputs, self.parsed.input) as stream:
                 self.stream = stream
                 frames = open_frames(
                     stream.chunks, target=target, channel=spec.channel, frame_ms=spec.frame_ms
@@ -179,9 +195,14 @@ class _Run:
             self.progress.turns = len(self.result.timeline.user_turns)
             self.progress.responses = len(self.result.timeline.responses)
             self.progress.state = "writing"
-            files = await asyncio.to_thread(self._render, workdir)
-            for item in files:
-                self.artifacts.append(await store.put(item.name, item.path, content_type=item.content_type))
+            with tracer().start_as_current_span(SpanName.ARTIFACTS_WRITE) as span:
+                files = await asyncio.to_thread(self._render, workdir)
+                for item in files:
+                    self.artifacts.append(
+                        await store.put(item.name, item.path, content_type=item.content_type)
+                    )
+                span.set_attribute(Attr.ARTIFACT_COUNT, len(self.artifacts))
+                span.set_attribute(Attr.ARTIFACT_BYTES, sum(a.size for a in self.artifacts))
             return self.manifest(status="succeeded")
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)

@@ -11,12 +11,17 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
 from worker.blobs import BlobPolicy
 from worker.errors import LockLost, Permanent
 from worker.jobs import Job, ParsedJob, parse_job
+from worker.metrics import instruments
 from worker.pipeline import JobProgress, Ports, process_job
 from worker.queue import BusUnavailable, JobMessage, QueueConsumer
 from worker.settle import Settlement, Settler, classify
+from worker.telemetry import Attr, SpanName, consumer_span
 
 __all__ = ["JobEvent", "RunnerOptions", "Worker", "lock_budget_s"]
 
@@ -208,6 +213,16 @@ class Worker:
                 log.exception("job observer failed")
 
     async def _handle(self, message: JobMessage) -> None:
+        # One CONSUMER span per delivery, parented to (and linked with) the enqueuer's traceparent.
+        attributes = {
+            Attr.MESSAGING_SYSTEM: "servicebus", Attr.MESSAGING_OPERATION: "process",
+            Attr.MESSAGE_ID: message.message_id or "", Attr.DELIVERY_COUNT: message.delivery_count,
+            Attr.JOB_ATTEMPT: message.attempt,
+        }  # fmt: skip
+        with consumer_span(SpanName.PROCESS_JOB, message.properties, attributes=attributes):
+            await self._handle_job(message)
+
+    async def _handle_job(self, message: JobMessage) -> None:
         started = time.monotonic()
         task = asyncio.current_task()
         assert task is not None
@@ -217,6 +232,7 @@ class Worker:
         try:
             parsed = parse_job(message.body, policy=self._policy)
             job_id = parsed.job.job_id
+            trace.get_current_span().set_attribute(Attr.JOB_ID, job_id)
             progress = JobProgress(job_id)
             log.info("→ %s attempt %d (delivery %d)", job_id, message.attempt, message.delivery_count)
             self._emit(JobEvent(job_id, "running", progress))
@@ -228,19 +244,25 @@ class Worker:
 
             self._consumer.renew_lock(message, budget_s=lock_budget_s(parsed.job, self._options),
                                       on_failure=lock_failed)  # fmt: skip
-            outcome = await process_job(parsed, self._ports, attempt=message.attempt, progress=progress)
+            span_ctx = trace.get_current_span().get_span_context()
+            trace_id = f"{span_ctx.trace_id:032x}" if span_ctx.is_valid else None
+            outcome = await process_job(parsed, self._ports, attempt=message.attempt, trace_id=trace_id,
+                                        progress=progress)  # fmt: skip
             settlement = classify(
                 outcome=outcome, attempt=message.attempt, max_attempts=self._options.max_attempts
             )
         except asyncio.CancelledError:
             if task in self._lock_lost:
                 self.counters["lock_lost"] += 1
+                _record(Settlement(action="none", reason="LockLost"), time.monotonic() - started)
                 log.warning("⊘ %s lock lost: not settled, it will be redelivered", job_id)
                 self._emit(JobEvent(job_id, "lock_lost", progress))
                 return  # not settled: the broker redelivers
             await self._settle(message, parsed, Settlement(action="abandon", reason="shutdown"), started)
             raise
         except (Permanent, LockLost, Exception) as exc:
+            if not isinstance(exc, Permanent):  # process_job records its Permanent failures itself
+                trace.get_current_span().record_exception(exc)
             settlement = classify(error=exc, attempt=message.attempt, max_attempts=self._options.max_attempts)
         if settlement.action == "retry":
             settlement = settlement.with_delay(
@@ -254,6 +276,23 @@ class Worker:
         self, message: JobMessage, parsed: ParsedJob | None, settlement: Settlement, started: float
     ) -> None:
         self.counters[_COUNTER[settlement.action]] += 1
+        _record(settlement, time.monotonic() - started)
         await asyncio.shield(
             self._settler.settle(message, parsed, settlement, elapsed_s=time.monotonic() - started)
         )
+
+
+def _record(settlement: Settlement, elapsed_s: float) -> None:
+    """The settlement on the current `process job` span (status, action, reason code) and in metrics."""
+    span = trace.get_current_span()
+    status = settlement.status or ("abandoned" if settlement.action in {"abandon", "none"} else "retrying")
+    span.set_attribute(Attr.JOB_ACTION, settlement.action)
+    span.set_attribute(Attr.JOB_STATUS, status)
+    span.set_attribute(Attr.JOB_DURATION_S, round(elapsed_s, 3))
+    if settlement.reason:
+        span.set_attribute(Attr.JOB_REASON, settlement.reason)
+    if settlement.action not in {"complete", "duplicate"}:
+        span.set_status(Status(StatusCode.ERROR, settlement.reason or settlement.action))
+    attrs = {"status": status, "action": settlement.action, "reason": settlement.reason or "none"}
+    instruments().jobs.add(1, attrs)
+    instruments().job_duration.record(elapsed_s, {"status": status})

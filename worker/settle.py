@@ -18,10 +18,12 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusSender
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from worker.errors import LockLost, Permanent, Reason, Throttled, Transient
 from worker.jobs import ParsedJob
@@ -34,6 +36,7 @@ from worker.queue import (
     QueueConsumer,
     translate_bus_errors,
 )
+from worker.telemetry import Attr, SpanName, tracer
 
 __all__ = ["ResultsPublisher", "Settlement", "Settler", "classify"]
 
@@ -99,11 +102,19 @@ class ResultsPublisher:
         self, *, job_id: str, status: str, reason: str | None, manifest_url: str | None
     ) -> None:
         body = {"job_id": job_id, "status": status, "reason": reason, "manifest_url": manifest_url}
-        message = ServiceBusMessage(
-            json.dumps(body), content_type="application/json", message_id=f"{job_id}:result"
-        )
-        with translate_bus_errors("publish result"):
-            await self._sender.send_messages(message)
+        with tracer().start_as_current_span(
+            SpanName.PUBLISH_RESULT, kind=SpanKind.PRODUCER, attributes={Attr.JOB_ID: job_id}
+        ):
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)  # the job's trace continues in whoever reads the results queue
+            properties: dict[str | bytes, Any] = {}
+            properties.update(carrier)
+            message = ServiceBusMessage(
+                json.dumps(body), content_type="application/json", message_id=f"{job_id}:result",
+                application_properties=properties,
+            )  # fmt: skip
+            with translate_bus_errors("publish result"):
+                await self._sender.send_messages(message)
 
 
 class Settler:
@@ -126,18 +137,23 @@ class Settler:
         self, message: JobMessage, parsed: ParsedJob | None, settlement: Settlement, *, elapsed_s: float
     ) -> None:
         job_id = parsed.job.job_id if parsed else (message.message_id or "?")
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._apply(message, parsed, settlement)
-        except LockLost as exc:
-            log.warning("⊘ %s not settled (%s): it will be redelivered", job_id, exc.detail)
-            return
-        except (BusUnavailable, TimeoutError) as exc:
-            log.warning("⊘ %s settlement failed (%s): it will be redelivered", job_id, exc)
-            return
-        except BusFatal:
-            log.exception("⊘ %s settlement refused", job_id)
-            return
+        attributes = {Attr.JOB_ID: job_id, Attr.JOB_ACTION: settlement.action}
+        with tracer().start_as_current_span(SpanName.SETTLE, attributes=attributes) as span:
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    await self._apply(message, parsed, settlement)
+            except LockLost as exc:
+                span.set_status(Status(StatusCode.ERROR, "LockLost"))
+                log.warning("⊘ %s not settled (%s): it will be redelivered", job_id, exc.detail)
+                return
+            except (BusUnavailable, TimeoutError) as exc:
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                log.warning("⊘ %s settlement failed (%s): it will be redelivered", job_id, exc)
+                return
+            except BusFatal:
+                span.set_status(Status(StatusCode.ERROR, "BusFatal"))
+                log.exception("⊘ %s settlement refused", job_id)
+                return
         glyph = {"complete": "←", "duplicate": "←", "retry": "↻", "throttled": "↻", "dead_letter": "✗"}
         log.info(
             "%s %s %s%s attempt %d in %.1f s",

@@ -150,6 +150,8 @@ class BlobInput:
         async def chunks() -> AsyncIterator[bytes]:
             # One ranged GET at a time, each pinned to the etag we sized: a blob replaced mid-read
             # fails (transient) instead of splicing two versions together.
+            # Ranges are not traced: spans must not grow with the audio's length, and the decoder pulls
+            # them from a context without the job's span (each would start an orphan trace).
             for offset in range(0, size, self._range_bytes):
                 with _translate(what):
                     downloader = await blob.download_blob(
@@ -157,6 +159,7 @@ class BlobInput:
                         length=min(self._range_bytes, size - offset),
                         etag=props.etag,
                         match_condition=_if_match(),
+                        tracing_options={"enabled": False},
                     )
                     chunk = await downloader.readall()
                 yield chunk

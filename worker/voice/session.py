@@ -20,11 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from opentelemetry.trace import Status, StatusCode
+
 from worker.audio.convert import g711_to_pcm16
 from worker.audio.formats import AudioFormat
 from worker.errors import Permanent, Throttled, Transient, WorkerError
 from worker.jobs import Job
+from worker.metrics import instruments
 from worker.pacing import PacingStats, WirePacer
+from worker.telemetry import Attr, SpanName, content_enabled, tracer
 from worker.voice.ports import VoiceConnection, VoiceConnector
 from worker.voice.timeline import Timeline, ToolCallRecord, UserTurn
 from worker.voice.tools import Tool, ToolOutcome, ToolRunner
@@ -99,10 +103,33 @@ async def run_session(
         workdir=workdir,
         options=options,
     )
-    try:
-        return await session.run(frames, model=job.session.model or model_default)
-    except BaseExceptionGroup as group:
-        raise _most_relevant(group) from None
+    model = job.session.model or model_default
+    with tracer().start_as_current_span(
+        SpanName.VOICELIVE_SESSION, attributes={Attr.JOB_ID: job.job_id, Attr.MODEL: model}
+    ) as span:
+        try:
+            result = await session.run(frames, model=model)
+        except BaseExceptionGroup as group:
+            raise _most_relevant(group) from None
+        finally:
+            instruments().audio_streamed.add(pacer.audio_ms_sent / 1000.0)
+        _describe(span, result)
+        return result
+
+
+def _describe(span: Any, result: SessionResult) -> None:
+    """The session's facts on its span; per-frame lag goes to the pacing-lag histogram."""
+    stats = result.pacing
+    for lag in stats.lag_samples:
+        instruments().pacing_lag.record(lag)
+    span.set_attributes({
+        Attr.SESSION_ID: result.session_id or "", Attr.CONNECT_MS: round(result.connect_ms, 1),
+        Attr.USER_TURNS: len(result.timeline.user_turns), Attr.RESPONSES: len(result.timeline.responses),
+        Attr.AUDIO_S: round(stats.audio_ms / 1000.0, 3), Attr.DRAINED: result.drained,
+        Attr.PACING_LAG_P50_MS: round(stats.lag_p50_ms, 3),
+        Attr.PACING_LAG_P99_MS: round(stats.lag_p99_ms, 3),
+        Attr.PACING_LAG_MAX_MS: round(stats.lag_max_ms, 3),
+    })  # fmt: skip
 
 
 def _most_relevant(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -196,14 +223,21 @@ class _Session:
     async def run(self, frames: AsyncIterator[bytes], *, model: str) -> SessionResult:
         async with AsyncExitStack() as stack:
             started = self.clock()
-            try:
-                async with asyncio.timeout(self.opt.connect_timeout_s):
-                    self._conn = await stack.enter_async_context(self.connector.connect(model=model))
-            except TimeoutError:
-                raise Transient(
-                    f"Voice Live connect timed out after {self.opt.connect_timeout_s:g} s"
-                ) from None
+            with tracer().start_as_current_span(SpanName.VOICELIVE_CONNECT, attributes={Attr.MODEL: model}):
+                try:
+                    async with asyncio.timeout(self.opt.connect_timeout_s):
+                        self._conn = await stack.enter_async_context(self.connector.connect(model=model))
+                except TimeoutError:
+                    instruments().connect_errors.add(1, {"kind": "Timeout"})
+                    raise Transient(
+                        f"Voice Live connect timed out after {self.opt.connect_timeout_s:g} s"
+                    ) from None
+                except Exception as exc:
+                    instruments().connect_errors.add(1, {"kind": type(exc).__name__})
+                    raise
             connect_ms = (self.clock() - started) * 1000.0
+            instruments().sessions_active.add(1)
+            stack.callback(instruments().sessions_active.add, -1)
             self._info("connected to Voice Live (model %s) in %.0f ms", model, connect_ms)
             if self.job.outputs.events:
                 self._events = EventLog(self.workdir / "events.jsonl.gz")
@@ -353,9 +387,30 @@ class _Session:
         assert self._tg is not None
         name, arguments = str(event.get("name") or ""), str(event.get("arguments") or "")
         call_id, rid = str(event.get("call_id") or ""), str(event.get("response_id") or "")
-        task = self._tg.create_task(self.runner.run(name, arguments), name=f"tool-{name}-{call_id}")
+        task = self._tg.create_task(
+            self._run_tool(name, arguments, call_id, rid), name=f"tool-{name}-{call_id}"
+        )
         self._calls.setdefault(rid, []).append(_ToolCall(call_id, name, arguments, self._input_ms(now), task))
         self._info("tool call %s (%s) started", name, call_id)
+
+    async def _run_tool(self, name: str, arguments: str, call_id: str, response_id: str) -> ToolOutcome:
+        """One `tool <name>` span per call; the arguments go on it only with TRACE_CONTENT=true."""
+        attributes: dict[str, str] = {
+            Attr.TOOL_NAME: name, Attr.TOOL_CALL_ID: call_id, Attr.RESPONSE_ID: response_id
+        }  # fmt: skip
+        if content_enabled():
+            attributes[Attr.TOOL_ARGUMENTS] = arguments
+        with tracer().start_as_current_span(SpanName.TOOL_PREFIX + name, attributes=attributes) as span:
+            outcome = await self.runner.run(name, arguments)
+            span.set_attribute(Attr.TOOL_SOURCE, outcome.source)
+            span.set_attribute(Attr.TOOL_DURATION_MS, round(outcome.duration_ms, 1))
+            span.set_attribute(Attr.TOOL_ERROR, outcome.error is not None)
+            if outcome.error is not None:
+                span.set_status(Status(StatusCode.ERROR, "tool error"))
+            instruments().tool_duration.record(
+                outcome.duration_ms, {"tool": name, "outcome": "error" if outcome.error else "ok"}
+            )
+            return outcome
 
     async def _after_response(self, event: Mapping[str, Any]) -> None:
         body = event.get("response") or {}

@@ -17,6 +17,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from opentelemetry.trace import Span, Status, StatusCode
+
+from worker.metrics import instruments
+from worker.telemetry import Attr, SpanName, content_enabled, tracer
 from worker.voice.timeline import AssistantResponse, AudioPlacement, Timeline, UserTurn
 
 __all__ = ["RESPONSE_TAG", "EventLog", "Tracker"]
@@ -86,6 +90,7 @@ class Tracker:
         self._expected: dict[str, tuple[Trigger, UserTurn | str | None]] = {}
         self._manual: deque[UserTurn] = deque()
         self._last_user_item: str | None = None
+        self._spans: dict[str, Span] = {}  # response id → its open `voicelive response` span
 
     # --- what the session tells us -------------------------------------------------------------------
 
@@ -205,6 +210,15 @@ class Tracker:
         self._responses[rid] = resp
         self.timeline.responses.append(resp)
         self.active_responses.add(rid)
+        # One span per response, a child of the current (`voicelive session`) span; ended at response.done.
+        self._spans[rid] = tracer().start_span(
+            SpanName.VOICELIVE_RESPONSE,
+            attributes={
+                Attr.RESPONSE_ID: rid,
+                Attr.RESPONSE_INDEX: resp.index,
+                Attr.RESPONSE_TRIGGER: trigger,
+            },
+        )
         if trigger != "tool" and user_item and user_item in self._turns_by_item:
             self._turns_by_item[user_item].response_ids.append(rid)
 
@@ -276,6 +290,7 @@ class Tracker:
         out = self._audio_files.pop(resp.response_id, None)
         if out is not None:
             out.close()
+        self._end_span(resp)
         _log.info(
             "job %s: response %d %s (%s) audio %.0f ms",
             self.job_id,
@@ -331,7 +346,29 @@ class Tracker:
                 self.warn(f"user turn {turn.index}: transcription never completed")
         for rid in sorted(self.active_responses):
             self.warn(f"response {self._responses[rid].index} never finished")
+            self._end_span(self._responses[rid])
         return self.timeline
+
+    def _end_span(self, resp: AssistantResponse) -> None:
+        """End a response's span with its facts, and record its latency and tokens as metrics."""
+        span = self._spans.pop(resp.response_id, None)
+        if span is None:
+            return
+        span.set_attribute(Attr.RESPONSE_STATUS, resp.status)
+        if resp.status_reason:
+            span.set_attribute(Attr.RESPONSE_STATUS_REASON, resp.status_reason)
+        span.set_attribute(Attr.RESPONSE_AUDIO_MS, round(resp.audio_ms, 1))
+        if resp.first_audio_latency_ms is not None:
+            span.set_attribute(Attr.RESPONSE_LATENCY_MS, round(resp.first_audio_latency_ms, 1))
+            instruments().response_latency.record(resp.first_audio_latency_ms)
+        for key, value in resp.usage.items():
+            span.set_attribute(Attr.TOKENS_PREFIX + key, value)
+        instruments().record_usage(resp.usage)
+        if content_enabled() and (resp.transcript or resp.text):
+            span.set_attribute(Attr.RESPONSE_TRANSCRIPT, resp.transcript or resp.text)
+        if resp.status in {"failed", "incomplete", "in_progress"}:
+            span.set_status(Status(StatusCode.ERROR, resp.status_reason or resp.status))
+        span.end()
 
 
 def _float(value: Any) -> float | None:
