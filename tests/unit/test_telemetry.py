@@ -194,3 +194,43 @@ def test_azure_monitor_quiet_setup_exits_promptly_with_a_hanging_ingestion(
     assert done.stdout.strip() in {"finished", "gave-up"}
     assert took < 30, took  # a hang check: the distro's defaults take > 300 s here
     assert not any("AzureMonitor" in p.name for p in Path(tmp_path).rglob("*"))
+
+
+async def test_results_message_carries_the_jobs_traceparent() -> None:
+    from unittest import mock
+
+    from worker.settle import ResultsPublisher
+
+    provider = TracerProvider()
+    tracer = provider.get_tracer("t")
+    sent: list[object] = []
+
+    class Sender:
+        async def send_messages(self, message: object) -> None:
+            sent.append(message)
+
+    with mock.patch("worker.settle.tracer", return_value=tracer), tracer.start_as_current_span("job") as job:
+        await ResultsPublisher(Sender()).publish(  # type: ignore[arg-type]
+            job_id="j1", status="succeeded", reason=None, manifest_url=None
+        )
+    (message,) = sent
+    props = message.application_properties  # type: ignore[attr-defined]
+    assert f"{job.get_span_context().trace_id:032x}" in str(props["traceparent"])
+
+
+def test_workbook_and_operations_doc_query_the_names_we_emit() -> None:
+    import json
+
+    from worker.metrics import MetricName
+
+    root = Path(__file__).resolve().parents[2]
+    workbook = json.loads((root / "infra" / "workbook.json").read_text())
+    queries = "\n".join(i["content"]["query"] for i in workbook["items"] if i.get("type") == 3)
+    doc = (root / "docs" / "operations.md").read_text()
+    for text in (queries, doc):
+        for name in (SpanName.PROCESS_JOB, SpanName.VOICELIVE_RESPONSE, SpanName.VOICELIVE_SESSION):
+            assert f'"{name}"' in text
+        for attr in (telemetry.Attr.JOB_STATUS, telemetry.Attr.JOB_REASON, telemetry.Attr.JOB_ID,
+                     telemetry.Attr.RESPONSE_LATENCY_MS, telemetry.Attr.PACING_LAG_P99_MS):  # fmt: skip
+            assert f'customDimensions["{attr}"]' in text, attr
+        assert MetricName.PACING_LAG in text and MetricName.CONNECT_ERRORS in text
