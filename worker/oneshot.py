@@ -17,6 +17,7 @@ from worker.errors import InvalidJob, InvalidMessage
 from worker.jobs import Job, ParsedJob
 from worker.pipeline import JobOutcome, JobProgress, Ports, process_job
 from worker.storage import ArtifactStore, BlobArtifacts, BlobInput, InputSource, LocalArtifacts, LocalInput
+from worker.telemetry import Attr, SpanName, tracer
 from worker.voice.tools import ToolRegistry
 
 __all__ = ["LOCAL_ACCOUNT", "is_url", "run_one"]
@@ -92,4 +93,6 @@ async def run_one(
             model_default=settings.voicelive_model,
         )
         parsed = ParsedJob(job=job, input=input_ref, output=output_ref)
-        return await process_job(parsed, ports, progress=progress)
+        # One trace per job here too: the same root span the queue worker opens (without a parent).
+        with tracer().start_as_current_span(SpanName.PROCESS_JOB, attributes={Attr.JOB_ID: job.job_id}):
+            return await process_job(parsed, ports, progress=progress)

@@ -10,6 +10,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
@@ -26,6 +27,7 @@ from worker.telemetry import Attr, SpanName, consumer_span
 __all__ = ["JobEvent", "RunnerOptions", "Worker", "lock_budget_s"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Longest input the decoder accepts (worker.audio.decode default), used to size lock renewal.
 MAX_AUDIO_S = 4 * 3600.0
@@ -143,13 +145,19 @@ class Worker:
     async def _receive_loop(self) -> None:
         failures = 0
         while not self._stop.is_set():
-            if not await self._until_stop(self._slots.acquire()):
+            if await self._until_stop(self._slots.acquire()) is None:
                 break
             if self._stop.is_set():  # the slot came just as shutdown did
                 self._slots.release()
                 break
+            # An idle receive waits up to receive_wait_s; shutdown interrupts it rather than waiting it out
+            # (a message the link took meanwhile is released when the link closes).
+            received = await self._until_stop(self._consumer.receive(max_wait_s=self._options.receive_wait_s))
+            if received is None:
+                self._slots.release()
+                break
             try:
-                message = await self._consumer.receive(max_wait_s=self._options.receive_wait_s)
+                message = received.result()
             except BusUnavailable as exc:
                 self._slots.release()
                 failures += 1
@@ -177,8 +185,9 @@ class Worker:
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("job task crashed", exc_info=exc)
 
-    async def _until_stop(self, awaitable: Awaitable[object]) -> bool:
-        """Await `awaitable` unless shutdown comes first (then cancel it). True if it completed."""
+    async def _until_stop(self, awaitable: Awaitable[T]) -> asyncio.Future[T] | None:
+        """Await `awaitable` unless shutdown comes first (then cancel it and return None). Returns the
+        finished future: its result or exception is the caller's to take."""
         work = asyncio.ensure_future(awaitable)
         stop = asyncio.ensure_future(self._stop.wait())
         await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -187,7 +196,7 @@ class Worker:
             work.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await work
-        return not work.cancelled()
+        return None if work.cancelled() else work
 
     async def _drain(self) -> None:
         if not self._tasks:
