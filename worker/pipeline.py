@@ -32,6 +32,7 @@ from worker.storage import ArtifactStore, InputSource, InputStream, ManifestConf
 from worker.telemetry import Attr, SpanName, record_error, tracer
 from worker.voice.ports import VoiceConnector
 from worker.voice.session import SessionOptions, SessionResult, run_session
+from worker.voice.timeline import Timeline
 from worker.voice.tools import ToolRegistry
 
 __all__ = ["JobOutcome", "JobProgress", "Ports", "commit_failure", "process_job", "worker_version"]
@@ -66,12 +67,19 @@ class JobProgress:
     state: Literal["queued", "reading", "streaming", "writing", "done", "failed"] = "queued"
     input_ms_total: float | None = None
     pacer: WirePacer | None = None
-    turns: int = 0
-    responses: int = 0
+    timeline: Timeline | None = None
 
     @property
     def streamed_ms(self) -> float:
         return self.pacer.input_ms_sent if self.pacer else 0.0
+
+    @property
+    def turns(self) -> int:
+        return len(self.timeline.user_turns) if self.timeline else 0
+
+    @property
+    def responses(self) -> int:
+        return len(self.timeline.responses) if self.timeline else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +138,12 @@ async def commit_failure(parsed: ParsedJob, ports: Ports, *, reason: str, detail
                                            if_version=existing_version))  # fmt: skip
 
 
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for frame in rest:
+        yield frame
+
+
 @contextlib.asynccontextmanager
 async def _opened(inputs: InputSource, ref: BlobRef) -> AsyncIterator[InputStream]:
     """`inputs.open(ref)` with a `blob read` span around the opening (properties and first response);
@@ -179,6 +193,9 @@ class _Run:
                     stream.chunks, target=target, channel=spec.channel, frame_ms=spec.frame_ms
                 )
                 async with frames:
+                    # Decode the first frame before opening a session: undecodable input fails here
+                    # without spending a Voice Live connection (they are rate-limited per resource).
+                    first = await anext(frames)
                     pacer = WirePacer(
                         Paced(spec.pace) if spec.pace > 0 else Unpaced(),
                         frame_ms=spec.frame_ms,
@@ -187,13 +204,12 @@ class _Run:
                     self.progress.pacer = pacer
                     self.progress.state = "streaming"
                     self.result = await run_session(
-                        self.job, frames, connector=self.ports.voice, tools=tools, audio_format=target,
-                        pacer=pacer, workdir=workdir, model_default=self.ports.model_default,
-                        options=self.ports.session_options,
+                        self.job, _prepend(first, frames), connector=self.ports.voice, tools=tools,
+                        audio_format=target, pacer=pacer, workdir=workdir,
+                        model_default=self.ports.model_default, options=self.ports.session_options,
+                        on_timeline=self._track,
                     )  # fmt: skip
                     self.facts = frames.facts
-            self.progress.turns = len(self.result.timeline.user_turns)
-            self.progress.responses = len(self.result.timeline.responses)
             self.progress.state = "writing"
             with tracer().start_as_current_span(SpanName.ARTIFACTS_WRITE) as span:
                 files = await asyncio.to_thread(self._render, workdir)
@@ -206,6 +222,9 @@ class _Run:
             return self.manifest(status="succeeded")
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
+
+    def _track(self, timeline: Timeline) -> None:
+        self.progress.timeline = timeline
 
     def _render(self, workdir: Path) -> list[ArtifactFile]:
         assert self.result is not None

@@ -160,9 +160,11 @@ async def test_tool_calls_are_recorded(harness: Harness) -> None:
 @pytest.mark.parametrize("name", sorted(p.name for p in (AUDIO / "bad").iterdir()))
 async def test_bad_audio_is_unsupported_with_failed_manifest(harness: Harness, name: str) -> None:
     body = harness.job(await harness.upload(AUDIO / "bad" / name))
+    connections = len(harness.sim.connections)
     with pytest.raises(UnsupportedAudio) as caught:
         await harness.run(body)
     assert caught.value.detail
+    assert len(harness.sim.connections) == connections, "undecodable input must not open a session"
     manifest = Manifest.model_validate_json(await harness.read(body["job_id"], "manifest.json"))
     assert (manifest.status, manifest.reason) == ("failed", "UnsupportedAudio")
 

@@ -90,10 +90,12 @@ async def run_session(
     workdir: Path,
     model_default: str,
     options: SessionOptions = SessionOptions(),
+    on_timeline: Callable[[Timeline], None] | None = None,
 ) -> SessionResult:
     """Run `job` through one Voice Live session, streaming `frames` (each `pacer.frame_ms` long, in
     `audio_format`). Raises only `WorkerError`s (`Transient`, `Throttled`, `VoiceLiveRejected`, or
-    whatever `frames` raises, e.g. `UnsupportedAudio`)."""
+    whatever `frames` raises, e.g. `UnsupportedAudio`). `on_timeline` receives the live timeline once,
+    before streaming, for progress displays (read it, never write it)."""
     session = _Session(
         job,
         connector=connector,
@@ -103,6 +105,8 @@ async def run_session(
         workdir=workdir,
         options=options,
     )
+    if on_timeline is not None:
+        on_timeline(session.tracker.timeline)
     model = job.session.model or model_default
     with tracer().start_as_current_span(
         SpanName.VOICELIVE_SESSION, attributes={Attr.JOB_ID: job.job_id, Attr.MODEL: model}
