@@ -161,3 +161,39 @@ async def test_wrong_service_bus_key_exits_non_zero_with_a_clear_message(
             await w.aclose()
         assert code not in (0, None), w.tail()
         assert any("refused our credentials" in m for m in w.messages()), w.tail()
+
+
+async def test_settlement_table_in_the_real_process(
+    azurite: Azurite, voicelive: VoiceLiveSimulator, tmp_path: Path
+) -> None:
+    """success (after a transient retry) · permanent · invalid message · duplicate · retries exhausted."""
+    from devstack.voicelive import CloseAfter, CloseKind, Refuse
+
+    async with stack(azurite, voicelive) as s, worker_process(s, tmp_path, MAX_ATTEMPTS="2") as w:
+        good, bad = await s.job(), await s.job("bad/garbage.flac")
+        voicelive.faults.next(CloseAfter(kind=CloseKind.DROP, appends=5))  # the good job's first session
+        await s.enqueue([good, bad], raw=[b"\x00not json"])
+        await s.broker.wait_for(lambda st: st.queue(QUEUE).total == 0 and st.dead_letters(QUEUE).total == 2,
+                                timeout=60)  # fmt: skip
+        manifest = await s.manifest(good["job_id"])
+        assert manifest is not None and (manifest.status, manifest.attempt) == ("succeeded", 2)
+        failed = await s.manifest(bad["job_id"])
+        assert failed is not None and (failed.status, failed.reason) == ("failed", "UnsupportedAudio")
+
+        await s.enqueue([good])  # the same job again: short-circuited by its succeeded manifest
+        await w.wait_log(lambda r: f"{good['job_id']} duplicate" in r["message"], timeout=30)
+
+        voicelive.faults.always(Refuse(status=500))
+        doomed = await s.job()
+        await s.enqueue([doomed])
+        state = await s.broker.wait_for(
+            lambda st: st.queue(QUEUE).total == 0 and st.dead_letters(QUEUE).total == 3, timeout=60
+        )
+        voicelive.faults.clear()
+        reasons = sorted(str(m.dead_letter_reason) for m in state.dead_letters(QUEUE).messages)
+        assert reasons == ["InvalidMessage", "RetriesExhausted", "UnsupportedAudio"]
+        exhausted = await s.manifest(doomed["job_id"])
+        assert exhausted is not None and (exhausted.reason, exhausted.attempt) == ("RetriesExhausted", 2)
+        await check_artifacts(s, good["job_id"])
+        w.signal(signal.SIGTERM)
+        assert await w.wait_exit(timeout=30) == 0
