@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -101,11 +103,8 @@ def process(
     settings = _settings()
     configure_logging(settings)
     console = Console(stderr=True)
-    try:
+    with _exits(permanent=EXIT_INVALID):
         progress = JobProgress(build_job(input, job).job_id)
-    except Permanent as exc:
-        typer.echo(f"invalid: {exc.reason}: {exc.detail}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
 
     async def go() -> None:
         async with show_progress(progress, console):
@@ -115,18 +114,8 @@ def process(
         else:
             console.print(manifest_table(outcome.manifest))
 
-    try:
-        with telemetry.running(settings):
-            asyncio.run(go())
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_CONFIG) from None
-    except Permanent as exc:
-        typer.echo(f"failed: {exc.reason}: {exc.detail}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
-    except WorkerError as exc:
-        typer.echo(f"failed (transient, may succeed later): {exc.detail}", err=True)
-        raise typer.Exit(EXIT_TRANSIENT) from None
+    with _exits(), telemetry.running(settings):
+        asyncio.run(go())
 
 
 @app.command()
@@ -134,20 +123,12 @@ def run() -> None:
     """Consume the queue until SIGTERM/SIGINT, then drain in-flight jobs and exit 0."""
     from worker import telemetry
     from worker.logs import configure_logging
-    from worker.queue import BusFatal
     from worker.service import serve
 
     settings = _settings()
     configure_logging(settings)
-    try:
-        with telemetry.running(settings):
-            asyncio.run(serve(settings))
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_CONFIG) from None
-    except BusFatal as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
+    with _exits(), telemetry.running(settings):
+        asyncio.run(serve(settings))
 
 
 @app.command()
@@ -165,18 +146,12 @@ def enqueue(
         typer.echo("error: give exactly one of --input URL or --job JOB.json", err=True)
         raise typer.Exit(EXIT_INVALID)
     settings = _settings()
-    try:
+    with _exits(permanent=EXIT_INVALID):
         jobs = build_jobs(input_url=input, job_file=job, job_id=job_id, count=count)
         with telemetry.running(settings):
             sent_ids = asyncio.run(send_jobs(settings, jobs))
-        for sent in sent_ids:
-            typer.echo(sent)
-    except Permanent as exc:
-        typer.echo(f"invalid: {exc.reason}: {exc.detail}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
-    except (ConfigError, WorkerError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_CONFIG) from None
+    for sent in sent_ids:
+        typer.echo(sent)
 
 
 @app.command()
@@ -185,11 +160,8 @@ def status(job_id: Annotated[str, typer.Argument(help="the job id")]) -> None:
     from worker.enqueueing import read_manifest
 
     settings = _settings()
-    try:
+    with _exits():
         manifest = asyncio.run(read_manifest(settings, job_id))
-    except (ConfigError, WorkerError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_CONFIG) from None
     if manifest is None:
         typer.echo(f"{job_id}: no manifest yet (queued, running, or retrying)")
         raise typer.Exit(EXIT_FAILED)
@@ -206,7 +178,9 @@ def dlq_list(max_count: Annotated[int, typer.Option("--max", min=1, max=5000)] =
     from worker.enqueueing import dead_letters
 
     settings = _settings()
-    for letter in asyncio.run(dead_letters(settings, max_count=max_count)):
+    with _exits():
+        letters = asyncio.run(dead_letters(settings, max_count=max_count))
+    for letter in letters:
         typer.echo(f"{letter.sequence_number}\t{letter.job_id}\t{letter.reason}\t{letter.description}")
 
 
@@ -219,7 +193,9 @@ def dlq_redrive(
     from worker.enqueueing import redrive
 
     settings = _settings()
-    for sent in asyncio.run(redrive(settings, job_id=job_id, max_count=max_count)):
+    with _exits():
+        redriven = asyncio.run(redrive(settings, job_id=job_id, max_count=max_count))
+    for sent in redriven:
         typer.echo(f"redriven {sent}")
 
 
@@ -240,12 +216,32 @@ def demo(
     raise typer.Exit(0 if ok else EXIT_FAILED)
 
 
-def _settings() -> Settings:
+@contextlib.contextmanager
+def _exits(*, permanent: int = EXIT_FAILED) -> Iterator[None]:
+    """The one place errors become a line on stderr and an exit code: configuration 3, a permanent
+    failure `permanent` (1, or 2 where the input itself is invalid), transient 75, unusable queue 1."""
+    from worker.queue import BusFatal, BusUnavailable
+
     try:
-        return load_settings()
+        yield
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
+    except Permanent as exc:
+        word = "invalid" if permanent == EXIT_INVALID else "failed"
+        typer.echo(f"{word}: {exc.reason}: {exc.detail}", err=True)
+        raise typer.Exit(permanent) from None
+    except BusFatal as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    except (WorkerError, BusUnavailable) as exc:
+        typer.echo(f"failed (transient, may succeed later): {exc}", err=True)
+        raise typer.Exit(EXIT_TRANSIENT) from None
+
+
+def _settings() -> Settings:
+    with _exits():
+        return load_settings()
 
 
 @app.command()
@@ -256,20 +252,15 @@ def report(
     next to the job's artifacts in the results container (storage settings) for a job id."""
     from worker.report import ReportError, regenerate_blob, regenerate_local
 
-    try:
-        if Path(target).is_dir():
-            written = str(regenerate_local(Path(target)))
-        else:
-            written = asyncio.run(regenerate_blob(_settings(), target))
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_CONFIG) from None
-    except (ReportError, Permanent) as exc:
-        typer.echo(f"failed: {exc}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
-    except WorkerError as exc:
-        typer.echo(f"failed (transient, may succeed later): {exc.detail}", err=True)
-        raise typer.Exit(EXIT_TRANSIENT) from None
+    with _exits():
+        try:
+            if Path(target).is_dir():
+                written = str(regenerate_local(Path(target)))
+            else:
+                written = asyncio.run(regenerate_blob(_settings(), target))
+        except ReportError as exc:
+            typer.echo(f"failed: {exc}", err=True)
+            raise typer.Exit(EXIT_FAILED) from None
     typer.echo(f"wrote {written}")
 
 
