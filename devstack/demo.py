@@ -113,7 +113,7 @@ async def run_demo(*, pace: float, out_dir: Path, console: Console) -> bool:
             console.print(f"Enqueued {len(DEMO_JOBS)} jobs at pace {pace:g}; running the worker.\n")
             await _run_worker(settings, rows, observe, all_done=all_done, stop=stop, console=console)
             if stop.is_set():
-                console.print("[yellow]Interrupted: stopping everything.")
+                console.print("\n[yellow]Interrupted: jobs in flight were abandoned; everything is stopped.")
                 return False
             await _collect(settings, rows, out_dir)
     finally:
@@ -125,7 +125,8 @@ async def run_demo(*, pace: float, out_dir: Path, console: Console) -> bool:
 
 def _settings(stack: DevStack) -> Settings:
     env = {key.lower(): value for key, value in stack.env().items()}
-    env |= {"health_port": "0", "max_concurrent_jobs": "4", "shutdown_grace_s": "10"}
+    # Ctrl-C gives jobs in flight two seconds, then abandons them: a demo should stop promptly.
+    env |= {"health_port": "0", "max_concurrent_jobs": "4", "shutdown_grace_s": "2"}
     return Settings.model_validate(env)
 
 
