@@ -18,6 +18,19 @@ SAMPLES = REPO / "samples"
 
 
 @pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Commands under test call `configure_logging`, which replaces the root handlers with one bound to
+    the CliRunner's (soon closed) stderr; put the root logger back after every test."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Tests see only the settings they set: no developer .env, no Azure variables from the machine."""
     for key in list(os.environ):

@@ -123,8 +123,8 @@ async def test_sigkill_with_20_jobs_in_flight_then_restart_loses_and_duplicates_
     azurite: Azurite, voicelive: VoiceLiveSimulator, tmp_path: Path
 ) -> None:
     async with stack(azurite, voicelive, lock_s=5.0) as s:
-        # 6.5 s each on the wire: long enough that all 20 are mid-stream before the first could finish.
-        bodies = [await s.job(streaming={"pace": 0.5}) for _ in range(20)]
+        # ~11 s each on the wire: all 20 are surely mid-stream when the kill comes, even on a busy machine.
+        bodies = [await s.job(streaming={"pace": 0.3}) for _ in range(20)]
         first = len(voicelive.connections)
         async with worker_process(s, tmp_path, MAX_CONCURRENT_JOBS="20") as w:
             await s.enqueue(bodies)
