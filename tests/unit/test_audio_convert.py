@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.audio.convert import Converter, g711_to_pcm16, pcm16_to_g711
+from worker.audio.convert import Converter, g711_to_pcm16, pcm16_to_g711, to_float32
 from worker.audio.formats import AudioFormat
 
 ALL_INT16 = np.arange(-32768, 32768, dtype=np.int16)
@@ -115,3 +115,34 @@ def test_chunking_does_not_change_output(rate: int, cuts: list[int], seed: int) 
         assert one == many
     else:
         assert np.abs(a.astype(np.int32) - b.astype(np.int32)).max() <= 2
+
+
+def _float64_route(samples: np.ndarray) -> np.ndarray:
+    """The reference scaling: exact quotient in float64, rounded once to float32."""
+    half = float(1 << (samples.dtype.itemsize * 8 - 1))
+    offset = half if samples.dtype.kind == "u" else 0.0
+    return ((samples.astype(np.float64) - offset) / half).astype(np.float32)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    dtype=st.sampled_from([np.uint8, np.int16, np.int32]),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_float32_scaling_equals_the_float64_route_bit_for_bit(dtype: type, seed: int) -> None:
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(seed)
+    samples = rng.integers(info.min, info.max, size=5000, endpoint=True, dtype=dtype)
+    samples[:2] = [info.min, info.max]
+    assert to_float32(samples).tobytes() == _float64_route(samples).tobytes()
+
+
+@pytest.mark.parametrize("channels", [2, 3, 6])
+@pytest.mark.parametrize("layout", ["packed", "planar"])
+def test_mix_is_the_float32_mean_whatever_the_memory_layout(channels: int, layout: str) -> None:
+    rng = np.random.default_rng(channels)
+    planes = (rng.standard_normal((channels, 3000)) * 0.3).astype(np.float32)
+    samples = planes.T if layout == "planar" else np.ascontiguousarray(planes.T)  # (n, channels) either way
+    mean = np.ascontiguousarray(planes.T).mean(axis=1, dtype=np.float32)
+    expected = np.clip(np.rint(mean * 32768.0), -32768, 32767).astype("<i2").tobytes()
+    assert Converter(24000, channels, target=PCM24).push(samples) == expected

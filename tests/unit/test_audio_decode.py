@@ -16,7 +16,7 @@ import av
 import numpy as np
 import pytest
 
-from worker.audio import AudioFormat, FrameStream, g711_to_pcm16, open_frames
+from worker.audio import AudioFormat, Converter, FrameStream, g711_to_pcm16, open_frames
 from worker.errors import InputTooLarge, UnsupportedAudio
 
 AUDIO = Path("/work/shared/audio")
@@ -316,3 +316,76 @@ async def test_facts_before_first_frame_and_reuse_after_close() -> None:
     with pytest.raises(RuntimeError, match="aclose"):
         await anext(stream)
     await stream.aclose()
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def per_frame_reference(data: bytes, target: AudioFormat) -> bytes:
+    """What the decoder produced before it batched: one `Converter.push` per decoded PyAV frame."""
+    out: list[bytes] = []
+    converter: Converter | None = None
+    container: Any
+    with av.open(io.BytesIO(data)) as container:
+        for frame in container.decode(audio=0):
+            array = frame.to_ndarray()
+            channels = len(frame.layout.channels)
+            samples = array.T if frame.format.is_planar else array.reshape(-1, channels)
+            converter = converter or Converter(frame.sample_rate, channels, target=target)
+            out.append(converter.push(samples))
+    assert converter is not None
+    return b"".join(out) + converter.flush()
+
+
+@pytest.mark.parametrize("name", ["booking_48k_stereo.mp3", "weather_44k1_stereo.wav", "call_3turns_16k.wav"])
+@pytest.mark.parametrize("target", [PCM24, AudioFormat("g711_ulaw", 8000)], ids=["pcm24", "ulaw8"])
+async def test_block_conversion_matches_per_frame_conversion(name: str, target: AudioFormat) -> None:
+    data = (SAMPLES / name).read_bytes()
+    async with open_frames(chunked(data, 65536), target=target) as stream:
+        got = b"".join([frame async for frame in stream])
+    expected = per_frame_reference(data, target)
+    assert got[: len(expected)] == expected
+    assert got[len(expected) :] == target.silence(len(got) - len(expected))  # the last frame's padding
+
+
+async def test_audio_so_far_is_delivered_while_the_input_stalls() -> None:
+    data = (SAMPLES / "booking_48k_stereo.mp3").read_bytes()  # 128 kbit/s CBR, 4.58 s
+    first_ms = 4580 * 60_000 / len(data)
+    more = asyncio.Event()
+
+    async def stalls_after_first_chunk() -> AsyncIterator[bytes]:
+        yield data[:60_000]
+        await more.wait()
+        yield data[60_000:]
+
+    async def frames_before_more(stream: FrameStream) -> int:
+        count = 0
+        async for _ in stream:
+            count += 1
+            if count * 20 >= first_ms - 100:  # all of the first chunk but FFmpeg's read-ahead
+                return count
+        return count
+
+    async with open_frames(stalls_after_first_chunk(), target=PCM24) as stream:
+        # Decoded audio must not wait in the decoder for a block to fill while the input stalls.
+        await asyncio.wait_for(frames_before_more(stream), 10)
+        more.set()
+
+
+async def test_audio_decoded_before_a_source_error_comes_first() -> None:
+    data = (SAMPLES / "call_3turns_16k.wav").read_bytes()
+    frames = 0
+
+    async def fails_after_first_chunk() -> AsyncIterator[bytes]:
+        yield data[:100_000]
+        raise InputTooLarge("input exceeds 100 kB")
+
+    async def count_frames() -> None:
+        nonlocal frames
+        async with open_frames(fails_after_first_chunk(), target=PCM24) as stream:
+            async for _ in stream:
+                frames += 1
+
+    with pytest.raises(InputTooLarge):
+        await count_frames()
+    assert frames * 20 >= (100_000 - 44) // 32 - 120

@@ -75,6 +75,11 @@ class ChunkReader:
                 return chunk
         return None
 
+    @property
+    def buffered(self) -> int:
+        """Bytes a `read` can return without waiting for the next chunk."""
+        return len(self._buf) - self._pos
+
     def read(self, n: int = -1) -> bytes:
         """Up to `n` bytes (all of the current chunk if `n` < 0); b"" at end of input."""
         if self._pos >= len(self._buf):

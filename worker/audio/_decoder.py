@@ -19,7 +19,7 @@ from worker.audio.convert import MAX_CHANNELS, Converter
 from worker.audio.formats import AudioFormat, InputFacts
 from worker.errors import UnsupportedAudio
 
-__all__ = ["Decoder", "Failed", "Finished", "Item", "Opened"]
+__all__ = ["BATCH_MS", "Decoder", "Failed", "Finished", "Item", "Opened"]
 
 _log = logging.getLogger("worker.audio.decode")
 
@@ -29,6 +29,10 @@ MAX_RATE_HZ = 384_000
 PROBE_BYTES = 65_536
 #: Bytes we may buffer looking for an MP4 `moov` box before we give up and spool.
 MP4_SNIFF_LIMIT = 1 << 20
+#: Decoded audio is converted and handed off in blocks of about this much input (at most half the
+#: lookahead): one soxr/numpy pass and one `Outbox.put` per block instead of per PyAV frame. A pending
+#: block is also handed off before the thread may block on input, before a failure and at the end.
+BATCH_MS = 100
 #: Corrupt packets tolerated (each adds nothing but a warning) before the input is rejected.
 MAX_PACKET_ERRORS = 50
 
@@ -63,6 +67,7 @@ class Decoder:
         target: AudioFormat,
         channel: Literal["mix"] | int,
         max_s: float,
+        batch_ms: int = BATCH_MS,
     ) -> None:
         self._reader = reader
         self._outbox = outbox
@@ -72,6 +77,11 @@ class Decoder:
         self._warnings: list[str] = []
         self._kind: str | None = None
         self._decoded_s = 0.0
+        self._batch_ms = max(1, batch_ms)
+        self._converter: Converter | None = None
+        # Decoded but not yet converted audio, each ``(channels, n)``, and its sample count.
+        self._pending: list[npt.NDArray[Any]] = []
+        self._pending_samples = 0
 
     def run(self) -> None:
         try:
@@ -81,7 +91,14 @@ class Decoder:
         except Exception as exc:
             error: BaseException = self._reader.error or _translate(exc, self._kind)
             with contextlib.suppress(Closed):
+                self._deliver_before_failure()
                 self._outbox.put(Failed(error))
+
+    def read(self, n: int = -1) -> bytes:
+        """PyAV's read callback: hands off the pending block first when the next read may block."""
+        if not self._reader.buffered:
+            self._convert_pending()
+        return self._reader.read(n)
 
     def _run(self) -> None:
         head = self._reader.peek(_sniff.SNIFF_BYTES)
@@ -107,7 +124,9 @@ class Decoder:
                 with av.open(spool, mode="r") as container:
                     yield container
             return
-        with av.open(self._reader, mode="r", buffer_size=4096, options={"probesize": str(PROBE_BYTES)}) as c:
+        with av.open(
+            _ReadOnly(self), mode="r", buffer_size=4096, options={"probesize": str(PROBE_BYTES)}
+        ) as c:
             yield c
 
     def _facts(self, kind: str | None, head: bytes, container: Any, stream: Any) -> InputFacts:
@@ -142,35 +161,61 @@ class Decoder:
         )
 
     def _decode(self, container: Any, stream: Any, facts: InputFacts) -> None:
-        converter: Converter | None = None
         samples = 0
         for frame in self._frames(container, stream):
-            data = _to_array(frame)
-            if converter is None or (frame.sample_rate, data.shape[1]) != (
+            data = _planar(frame)
+            converter = self._converter
+            if converter is None or (frame.sample_rate, data.shape[0]) != (
                 converter.in_rate,
                 converter.in_channels,
             ):
                 if converter is not None:
-                    self._emit(converter.flush())
-                    self._decoded_s += samples / converter.in_rate
+                    self._end_segment(converter, samples)
                     self._warnings.append(f"audio format changed mid-stream at {self._decoded_s:.2f} s")
                     samples = 0
-                converter = self._converter(frame.sample_rate, data.shape[1])
-            samples += data.shape[0]
+                converter = self._converter = self._new_converter(frame.sample_rate, data.shape[0])
+            samples += data.shape[1]
             if self._decoded_s + samples / converter.in_rate > self._max_s:
                 raise UnsupportedAudio(
                     f"{facts.container} input is longer than the limit of {self._max_s:.0f} s"
                 )
-            self._emit(converter.push(data))
+            self._pending.append(data)
+            self._pending_samples += data.shape[1]
+            if self._pending_samples * 1000 >= self._batch_ms * converter.in_rate:
+                self._convert_pending()
+        converter = self._converter
         if converter is None or (samples == 0 and self._decoded_s == 0):
             raise UnsupportedAudio(_empty_detail(facts))
-        self._emit(converter.flush())
-        self._decoded_s += samples / converter.in_rate
+        self._end_segment(converter, samples)
         self._outbox.put(
             Finished(self._decoded_s, self._warnings + _early_end_warning(facts, self._decoded_s))
         )
 
-    def _converter(self, rate: int, channels: int) -> Converter:
+    def _end_segment(self, converter: Converter, samples: int) -> None:
+        """Hand off the rest of one input format (`samples` long): the pending block, the resampler tail."""
+        self._convert_pending()
+        self._emit(converter.flush())
+        self._decoded_s += samples / converter.in_rate
+
+    def _convert_pending(self) -> None:
+        """Convert and hand off the pending block (one converter pass, one put)."""
+        if not self._pending:
+            return
+        assert self._converter is not None
+        pending, self._pending, self._pending_samples = self._pending, [], 0
+        block = pending[0] if len(pending) == 1 else np.concatenate(pending, axis=1)
+        self._emit(self._converter.push(block.T))
+
+    def _deliver_before_failure(self) -> None:
+        """Audio decoded before a failure reaches the consumer before the failure does."""
+        try:
+            self._convert_pending()
+        except Closed:
+            raise
+        except Exception:  # the failure being reported is the one that matters
+            _log.debug("could not convert the audio decoded before a failure", exc_info=True)
+
+    def _new_converter(self, rate: int, channels: int) -> Converter:
         if not MIN_RATE_HZ <= rate <= MAX_RATE_HZ or not 1 <= channels <= MAX_CHANNELS:
             raise UnsupportedAudio(f"decoded audio has {channels} channels at {rate} Hz; not supported")
         channel = self._channel if channels > 1 else "mix"
@@ -224,13 +269,19 @@ def _spool(reader: ChunkReader, spool: IO[bytes]) -> None:
     spool.seek(0)
 
 
-def _to_array(frame: Any) -> npt.NDArray[Any]:
-    """A PyAV audio frame as an ``(n_samples, n_channels)`` array of its native sample type."""
+class _ReadOnly:
+    """The file object PyAV reads from: only `read` (no `seek`), so PyAV treats the input as a stream."""
+
+    def __init__(self, decoder: Decoder) -> None:
+        self.read = decoder.read
+
+
+def _planar(frame: Any) -> npt.NDArray[Any]:
+    """A PyAV audio frame as a ``(n_channels, n_samples)`` array (a view for packed formats), native type."""
     data: npt.NDArray[Any] = frame.to_ndarray()
-    channels = len(frame.layout.channels)
     if frame.format.is_planar:
-        return np.ascontiguousarray(data.T)
-    return data.reshape(-1, channels)
+        return data
+    return data.reshape(-1, len(frame.layout.channels)).T
 
 
 def _translate(exc: Exception, kind: str | None) -> BaseException:

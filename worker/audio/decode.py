@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Literal, Self
 
 from worker.audio._bridge import ChunkReader, Outbox
-from worker.audio._decoder import Decoder, Finished, Item, Opened
+from worker.audio._decoder import BATCH_MS, Decoder, Finished, Item, Opened
 from worker.audio.formats import AudioFormat, InputFacts
 from worker.errors import UnsupportedAudio
 
@@ -85,6 +85,7 @@ class FrameStream:
         self._channel = channel
         self._max_duration_s = max_duration_s
         self._decode_timeout_s = decode_timeout_s
+        self._lookahead_ms = lookahead_ms
         self._capacity = lookahead_ms * target.bytes_per_ms
         self._facts: InputFacts | None = None
         self._pending = bytearray()
@@ -157,7 +158,12 @@ class FrameStream:
         self._outbox = Outbox(loop=loop, capacity=self._capacity)
         self._reader = ChunkReader(self._chunks, loop=loop, on_progress=self._outbox.progress)
         decoder = Decoder(
-            self._reader, self._outbox, target=self.target, channel=self._channel, max_s=self._max_duration_s
+            self._reader,
+            self._outbox,
+            target=self.target,
+            channel=self._channel,
+            max_s=self._max_duration_s,
+            batch_ms=min(BATCH_MS, self._lookahead_ms // 2),
         )
         self._thread = threading.Thread(target=self._thread_main, args=(decoder, loop), name="audio-decode")
         self._thread.daemon = True
