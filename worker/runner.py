@@ -273,7 +273,7 @@ class Worker:
             if not isinstance(exc, Permanent):  # process_job records its Permanent failures itself
                 trace.get_current_span().record_exception(exc)
             settlement = classify(error=exc, attempt=message.attempt, max_attempts=self._options.max_attempts)
-        if settlement.action == "retry":
+        if settlement.action in {"retry", "throttled"}:  # never sooner than backoff, even on Retry-After: 0
             settlement = settlement.with_delay(
                 max(settlement.delay_s, self._backoff(message.attempt, self._options.retry_base_s,
                                                       self._options.retry_cap_s))
