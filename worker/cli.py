@@ -248,8 +248,10 @@ def _settings() -> Settings:
 def report(
     target: Annotated[str, typer.Argument(help="an artifact directory (holds transcript.json) or a job id")],
 ) -> None:
-    """Regenerate report.html from transcript.json: DIR/report.html for a local artifact directory, or
-    next to the job's artifacts in the results container (storage settings) for a job id."""
+    """Regenerate report.html from transcript.json (a local artifact DIR, or a JOB_ID in Blob Storage).
+
+    For a directory it writes DIR/report.html; for a job id, report.html next to the job's artifacts
+    under the results container (needs the storage settings)."""
     from worker.report import ReportError, regenerate_blob, regenerate_local
 
     with _exits():
