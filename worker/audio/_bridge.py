@@ -124,6 +124,7 @@ class Outbox(Generic[T]):
         self._size = 0
         self._closed = False
         self._ready = asyncio.Event()
+        self._consumer_waiting = False  # only then does `put` pay for a cross-thread wake-up
         self.last_progress = time.monotonic()
 
     def progress(self) -> None:
@@ -138,7 +139,12 @@ class Outbox(Generic[T]):
                 raise Closed
             self._items.append((item, size))
             self._size += size
+            wake, self._consumer_waiting = self._consumer_waiting, False
         self.progress()
+        if not wake:
+            if self._loop.is_closed():  # nobody will read this
+                raise Closed
+            return
         try:
             self._loop.call_soon_threadsafe(self._ready.set)
         except RuntimeError as exc:  # the loop is gone: nobody will read this
@@ -156,6 +162,7 @@ class Outbox(Generic[T]):
                     self.progress()
                     return item
                 self._ready.clear()
+                self._consumer_waiting = True
             remaining = self.last_progress + idle_timeout_s - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError

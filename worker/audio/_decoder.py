@@ -32,7 +32,7 @@ MP4_SNIFF_LIMIT = 1 << 20
 #: Decoded audio is converted and handed off in blocks of about this much input (at most half the
 #: lookahead): one soxr/numpy pass and one `Outbox.put` per block instead of per PyAV frame. A pending
 #: block is also handed off before the thread may block on input, before a failure and at the end.
-BATCH_MS = 100
+BATCH_MS = 250
 #: Corrupt packets tolerated (each adds nothing but a warning) before the input is rejected.
 MAX_PACKET_ERRORS = 50
 
