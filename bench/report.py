@@ -180,7 +180,8 @@ def _summary(d: dict[str, Json | None]) -> list[str]:
         plain = [r["pyav_decode_resample_24k_x_rt_per_core"] for r in dec["results"]]
         rows.append(
             [
-                "Decode + convert to pcm16 24 kHz, × real time per core (min … max over formats)",
+                "Decode + convert to pcm16 24 kHz, × real time per core, "
+                f"{_f(dec.get('input_seconds'), 0)} s inputs (min … max over {len(pipe)} formats)",
                 f"{_f(min(pipe), 0)} … {_f(max(pipe), 0)}×",
                 f"PyAV decode+resample {_f(min(plain), 0)} … {_f(max(plain), 0)}×",
                 "≥ 500×",
@@ -535,36 +536,64 @@ def _decode(d: Json | None) -> list[str]:
     out = ["## Decode + convert (bench/bench_decode.py)", ""]
     if not d:
         return [*out, "Not run.", ""]
-    out += [
-        f"CPU time, {d.get('cpu_time')}, {d.get('repetitions')} repetitions. Pipeline = `open_frames` from a",
-        "non-seekable chunk stream to 20 ms frames; baselines = plain PyAV decode, and PyAV decode +",
-        "`av.AudioResampler` to 24 kHz mono. × real time per core = audio s ÷ CPU s.",
-        "",
-    ]
-    rows = [
+    out += textwrap.wrap(
+        f"`{(d.get('command') or 'uv run python bench/bench_decode.py').strip()}`. Inputs: "
+        f"{d.get('inputs', 'generated at bench time')}; {_f(d.get('input_seconds'), 0)} s each (start-up: "
+        f"{_f(d.get('short_input_seconds'), 0)} s). CPU time = {d.get('cpu_time')}, {d.get('repetitions')} "
+        "repetitions. Pipeline = `open_frames` from a non-seekable "
+        f"{_f((d.get('chunk_bytes') or 65536) / 1024, 0)} KiB chunk stream to 20 ms frames, consumed "
+        "unpaced; baselines = plain PyAV decode, and PyAV decode + `av.AudioResampler` to s16 mono 24 kHz. "
+        "× real time per core = audio s ÷ CPU s. Breakdown (pcm16 24k, ms of CPU per input): decode = "
+        "the plain PyAV decode, convert = `Converter` alone over the decoded audio in "
+        f"{d.get('batch_ms', '–')} ms blocks, rest = pipeline − decode − convert (thread hand-off, "
+        "framing). Start-up = short-input CPU − its audio at the long-input rate.",
+        width=110,
+    )
+    out.append("")
+    rows = [_decode_row(r) for r in d["results"]]
+    out += _table(
         [
-            r["file"],
-            _f(r["audio_s"], 2),
-            _f(r["pipeline_pcm16_24k_x_rt_per_core"], 0),
-            _f(r["pipeline_ulaw_8k_x_rt_per_core"], 0),
-            _f(r["pyav_decode_x_rt_per_core"], 0),
-            _f(r["pyav_decode_resample_24k_x_rt_per_core"], 0),
-            _f(r["pipeline_pcm16_24k_first_frame_ms"], 2),
-        ]
-        for r in d["results"]
-    ]
-    return out + _table(
-        [
-            "file",
+            "input",
             "audio s",
-            "pipeline pcm16 24k ×",
-            "pipeline µ-law 8k ×",
+            "ours pcm16 24k ×",
+            "ours µ-law 8k ×",
             "PyAV decode ×",
             "PyAV decode+resample ×",
+            "decode / convert / rest ms",
             "first frame ms",
+            "short input ×",
+            "start-up CPU ms",
         ],
         rows,
     )
+    notes = d.get("notes") or []
+    if notes:
+        out += ["Where the time goes (py-spy profile):", ""]
+        for note in notes:
+            out += textwrap.wrap(note, width=110, initial_indent="- ", subsequent_indent="  ")
+        out.append("")
+    return out
+
+
+def _decode_row(r: Json) -> list[str]:
+    pipe, dec, conv = (
+        r.get("pipeline_pcm16_24k_cpu_ms"),
+        r.get("pyav_decode_cpu_ms"),
+        r.get("convert_pcm16_24k_cpu_ms"),
+    )
+    rest = pipe - dec - conv if pipe is not None and dec is not None and conv is not None else None
+    return [
+        r["file"],
+        _f(r["audio_s"], 1),
+        _f(r["pipeline_pcm16_24k_x_rt_per_core"], 0),
+        _f(r["pipeline_ulaw_8k_x_rt_per_core"], 0),
+        _f(r["pyav_decode_x_rt_per_core"], 0),
+        _f(r["pyav_decode_resample_24k_x_rt_per_core"], 0),
+        f"{_f(dec, 1)} / {_f(conv, 1)} / {_f(rest, 1)}",
+        _f(r["pipeline_pcm16_24k_first_frame_ms"], 2),
+        _f(r.get("short_pipeline_pcm16_24k_x_rt_per_core"), 0),
+        _f(r.get("startup_cpu_ms"), 2),
+    ]
 
 
 def _soak(s: Json | None) -> list[str]:
