@@ -18,11 +18,15 @@ from .faults import (
 )
 from .options import Mode, ResponseTiming, ToolRule, ToolRuleMode
 
+# Input transcription
+from .recognizer import RECOGNIZERS, PocketsphinxRecognizer, Recognizer
+
 # Observability
 from .records import ConnectionRecord
 from .server import VoiceLiveSimulator
 
 __all__ = [
+    "RECOGNIZERS",
     "CloseAfter",
     "CloseKind",
     "ConnectRateLimiter",
@@ -32,6 +36,8 @@ __all__ = [
     "FaultControl",
     "HoldResponse",
     "Mode",
+    "PocketsphinxRecognizer",
+    "Recognizer",
     "Refuse",
     "ResponseTiming",
     "ToolRule",

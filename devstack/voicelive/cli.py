@@ -6,6 +6,7 @@ import argparse
 import math
 
 from .options import Mode, ResponseTiming, ToolRule, ToolRuleMode
+from .recognizer import RECOGNIZERS
 from .server import VoiceLiveSimulator
 
 __all__ = ["add_arguments", "from_args"]
@@ -48,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="reply audio generation speed vs real time (0 = no delays)",
     )
     group.add_argument("--voicelive-reply-audio-ms", type=int, default=1200)
+    group.add_argument(
+        "--voicelive-recognizer",
+        choices=RECOGNIZERS,
+        default="placeholder",
+        help="input transcription: placeholder text, or real speech recognition with pocketsphinx",
+    )
 
 
 def from_args(args: argparse.Namespace) -> VoiceLiveSimulator:
@@ -59,6 +66,7 @@ def from_args(args: argparse.Namespace) -> VoiceLiveSimulator:
         api_keys=tuple(args.voicelive_api_keys or ("devstack-key",)),
         mode=Mode(args.voicelive_mode),
         connects_per_minute=args.voicelive_connects_per_minute or None,
+        recognizer=args.voicelive_recognizer,
         tool_rule=ToolRule(mode=ToolRuleMode(args.voicelive_tool_rule)),
         timing=ResponseTiming(
             pace=math.inf if pace <= 0 else pace, reply_audio_ms=args.voicelive_reply_audio_ms

@@ -18,8 +18,10 @@ from .audio import decode_input, input_bytes_per_ms
 from .conversation import Conversation
 from .faults import CloseAfter, CloseKind, ErrorEvent, HoldResponse
 from .options import ResponseTiming, ToolRule
+from .recognizer import Recognizer
 from .records import ConnectionRecord
 from .session import SessionError, default_session, merge_session
+from .tape import InputTape
 from .turns import TurnHandler
 from .vad import EnergyVad, VadEvent, VadEventKind
 
@@ -40,6 +42,7 @@ class ConnectionSettings:
     session_ttl_s: int
     clock: Callable[[], float]
     wall_clock: Callable[[], float]
+    recognizer: Recognizer | None = None  # None: placeholder transcripts
 
 
 async def close_socket(
@@ -79,6 +82,9 @@ class RealtimeConnection:
         )
         self.conversation = Conversation()
         self._vad: EnergyVad | None = None
+        # Input samples kept for a real recogniser (None with placeholder transcripts: nothing to keep).
+        self._tape = InputTape() if settings.recognizer is not None else None
+        self._utterance_start = 0  # sample index where the open VAD turn's audio (with prefix padding) starts
         self._total_samples = 0
         self._buffer_bytes = 0
         self._appends = 0
@@ -91,6 +97,7 @@ class RealtimeConnection:
             zero_latency=settings.zero_latency,
             tool_rule=settings.tool_rule,
             hold=hold[0] if hold else None,
+            recognizer=settings.recognizer,
         )
         self._handlers: dict[str, Callable[[JSON], Awaitable[None]]] = {
             "session.update": self._session_update,
@@ -208,6 +215,11 @@ class RealtimeConnection:
     # -- input audio ----------------------------------------------------------------------------------------
 
     @property
+    def input_rate(self) -> int:
+        """Sample rate of the input stream (G.711: 8 kHz)."""
+        return self._rate
+
+    @property
     def _rate(self) -> int:
         fmt = self.session["input_audio_format"]
         return 8000 if str(fmt).startswith("g711") else int(self.session["input_audio_sampling_rate"])
@@ -243,9 +255,21 @@ class RealtimeConnection:
         events = self._vad.feed(samples) if self._vad is not None else []
         self._total_samples += len(samples)
         self._buffer_bytes += len(raw)
+        if self._tape is not None:
+            self._tape.append(samples)
         for vad_event in events:
             await self._on_vad(vad_event)
+        if self._tape is not None and self._vad is not None and not self._vad.in_speech:
+            # Keep only what the onset of the next turn may reach back to (prefix padding).
+            self._tape.trim(self._samples(self._prefix_ms() + 100))
         await self._append_faults()
+
+    def _samples(self, ms: int) -> int:
+        return ms * self._rate // 1000
+
+    def _prefix_ms(self) -> int:
+        td = self.session.get("turn_detection") or {}
+        return int(td.get("prefix_padding_ms") or 0)
 
     async def _append_faults(self) -> None:
         for fault in self.record.faults:
@@ -259,12 +283,16 @@ class RealtimeConnection:
     async def _on_vad(self, event: VadEvent) -> None:
         td = self.session.get("turn_detection") or {}
         if event.kind is VadEventKind.STARTED:
+            self._utterance_start = self._samples(max(0, event.audio_ms - self._prefix_ms()))
             await self.turns.speech_started(
                 event.audio_ms, interrupt=bool(td.get("interrupt_response", True))
             )
             return
         self._buffer_bytes = 0
-        await self.turns.speech_stopped(event.audio_ms, create_response=bool(td.get("create_response", True)))
+        audio = self._tape.cut(self._utterance_start) if self._tape is not None else None
+        await self.turns.speech_stopped(
+            event.audio_ms, create_response=bool(td.get("create_response", True)), audio=audio
+        )
 
     async def _commit(self, event: JSON) -> None:
         buffered_ms = self.audio_ms(self._buffer_bytes)
@@ -280,12 +308,15 @@ class RealtimeConnection:
         self._buffer_bytes = 0
         if self._vad is not None:
             self._vad.reset()
-        await self.turns.commit_audio(buffered_ms)
+        audio = self._tape.cut() if self._tape is not None else None
+        await self.turns.commit_audio(buffered_ms, audio=audio)
 
     async def _clear(self, event: JSON) -> None:
         self._buffer_bytes = 0
         if self._vad is not None:
             self._vad.reset()
+        if self._tape is not None:
+            self._tape.clear()
         await self.send({"type": "input_audio_buffer.cleared"})
 
     async def _output_clear(self, event: JSON) -> None:

@@ -16,6 +16,7 @@ class Conversation:
         self._items: dict[str, JSON] = {}
         self.user_turns = 0
         self.last_user_text = ""
+        self.last_user_item: str | None = None
 
     @property
     def last_id(self) -> str | None:
@@ -28,7 +29,13 @@ class Conversation:
         if item.get("type") == "message" and item.get("role") == "user":
             self.user_turns += 1
             self.last_user_text = user_text or ""
+            self.last_user_item = item["id"]
         return previous
+
+    def set_user_text(self, item_id: str, text: str) -> None:
+        """A transcript arrived for user item `item_id`; it is the user's text if that is the newest turn."""
+        if item_id == self.last_user_item:
+            self.last_user_text = text
 
     def get(self, item_id: str) -> JSON | None:
         return self._items.get(item_id)

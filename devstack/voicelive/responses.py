@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -49,6 +50,10 @@ def _words(text: str) -> list[str]:
 class ResponseRunner:
     """Streams one response. `timing=None` sends without any delay (zero-latency mode).
 
+    `content`, if given, is awaited after `response.created` (and the first-output delay) for the final text,
+    calls and text tokens of the plan; the rest of `plan` is used from the start. A real recogniser uses it
+    to answer what the user said once the transcript is there. Cancelling the response stops the wait.
+
     `settled` is set when the response finished or reached a `HoldResponse` stall (a zero-latency reader waits
     for it); `finished` when `response.done` was sent. `cancel(reason)` ends it early with status cancelled.
     """
@@ -62,9 +67,11 @@ class ResponseRunner:
         timing: ResponseTiming,
         zero_latency: bool,
         hold: HoldResponse | None,
+        content: Callable[[], Awaitable[ResponsePlan]] | None = None,
     ) -> None:
         self.id = new_id("resp")
         self._plan = plan
+        self._content = content
         self._send = send
         self._conv = conversation
         self._timing = timing
@@ -97,6 +104,11 @@ class ResponseRunner:
         try:
             await self._send({"type": "response.created", "response": self._response("in_progress")})
             await self._pause(self._timing.first_output_delay_ms / 1000.0)
+            if self._content is not None:
+                final = await self._cancellable(self._content())
+                self._plan = dataclasses.replace(
+                    self._plan, text=final.text, calls=final.calls, input_text_tokens=final.input_text_tokens
+                )
             for call in self._plan.calls:
                 await self._function_call(call)
             if self._plan.text is not None:
@@ -125,6 +137,23 @@ class ResponseRunner:
                 self._wake = None
         if self._cancel_reason is not None:
             raise _Cancelled
+
+    async def _cancellable(self, step: Awaitable[ResponsePlan]) -> ResponsePlan:
+        """Await `step` unless the response is cancelled first (then `step` is cancelled)."""
+        task = asyncio.ensure_future(step)
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._wake = wake
+        waiters: set[asyncio.Future[Any]] = {task, wake}
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._wake = None
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self._cancel_reason is not None:
+            raise _Cancelled
+        return task.result()
 
     async def _maybe_hold(self, *, final: bool) -> None:
         hold = self._hold

@@ -15,6 +15,7 @@ from ._ids import new_id
 from .connection import ConnectionSettings, RealtimeConnection, close_socket
 from .faults import CloseAfter, ConnectRateLimiter, FaultControl, Refuse
 from .options import Mode, ResponseTiming, ToolRule
+from .recognizer import Recognizer, make_recognizer
 from .records import ConnectionRecord, Watchable
 from .session import default_session
 from .sink import serve_sink
@@ -40,6 +41,11 @@ class VoiceLiveSimulator:
             None disables the limit.
         session_ttl_s: session lifetime (then `error` session_expired and close 1001).
         clock: monotonic seconds for append timestamps and the rate limit; wall_clock for `expires_at`.
+        recognizer: what `input_audio_transcription` reports per user audio item: "placeholder" (default,
+            deterministic text "utterance N (D.DD s)" sent at once), "pocketsphinx" (real offline English
+            recognition, asynchronous; needs the devstack dependency group) or any `Recognizer` (the
+            simulator then starts and closes it too). With a real recogniser a response decides its text and
+            tool calls once the transcript of the user turn is there.
     Faults are chosen per connection with `sim.faults` (see `faults.py`). Observed connections are in
     `sim.connections` (every handshake attempt, in order); wait on them with `wait_for_connections`.
     """
@@ -60,6 +66,7 @@ class VoiceLiveSimulator:
         session_ttl_s: int = 3600,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        recognizer: str | Recognizer = "placeholder",
     ) -> None:
         if not api_keys and bearer_tokens is not None and not bearer_tokens:
             raise ValueError("api_keys and bearer_tokens are both empty: nobody could connect")
@@ -73,6 +80,7 @@ class VoiceLiveSimulator:
         self._session_ttl_s = session_ttl_s
         self._clock = clock
         self._wall = wall_clock
+        self.recognizer = make_recognizer(recognizer) if isinstance(recognizer, str) else recognizer
         self.faults = FaultControl()
         self.limiter = ConnectRateLimiter(per_minute=connects_per_minute, clock=clock)
         self.connections: list[ConnectionRecord] = []
@@ -93,6 +101,8 @@ class VoiceLiveSimulator:
     async def start(self) -> None:
         if self._closed or self._runner is not None:
             raise RuntimeError("VoiceLiveSimulator can be started once")
+        if self.recognizer is not None:
+            await self.recognizer.start()
         app = web.Application()
         app.router.add_get("/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -112,6 +122,8 @@ class VoiceLiveSimulator:
         if self._runner is not None:
             await self._runner.cleanup()  # waits for the handlers, which end once their socket closed
             self._runner = None
+        if self.recognizer is not None:
+            await self.recognizer.aclose()
 
     async def __aenter__(self) -> VoiceLiveSimulator:
         await self.start()
@@ -226,6 +238,7 @@ class VoiceLiveSimulator:
             session_ttl_s=self._session_ttl_s,
             clock=self._clock,
             wall_clock=self._wall,
+            recognizer=self.recognizer,
         )
         await RealtimeConnection(ws=ws, request=request, record=record, settings=settings).serve()
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
 
 from ._ids import new_id
 from .faults import HoldResponse
 from .options import ResponseTiming, ToolRule
+from .recognizer import Recognizer
 from .responses import ResponsePlan, ResponseRunner
 from .tools import choose_tools
 
@@ -17,7 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = ["TurnHandler"]
 
+log = logging.getLogger("devstack.voicelive")
 JSON = dict[str, Any]
+Samples = npt.NDArray[np.int16]
 _MESSAGE_ROLES = ("user", "assistant", "system")
 
 
@@ -29,7 +37,8 @@ def _content_text(content: Any) -> str:
 
 
 class TurnHandler:
-    """Owns the conversation-level events of one connection and the task of its active response."""
+    """Owns the conversation-level events of one connection, the task of its active response and the tasks
+    transcribing user audio with a real `recognizer` (None: placeholder text, sent at once)."""
 
     def __init__(
         self,
@@ -39,6 +48,7 @@ class TurnHandler:
         zero_latency: bool,
         tool_rule: ToolRule,
         hold: HoldResponse | None,
+        recognizer: Recognizer | None = None,
     ) -> None:
         self._conn = conn
         self._timing = timing
@@ -53,6 +63,8 @@ class TurnHandler:
         self._audio_in_ms = 0
         self._tool_turn = 0  # user turn that already got its tool call (FIRST_TURN / EVERY_TURN rules)
         self._conversation_id = new_id("conv", 21)
+        self._recognizer = recognizer
+        self._transcribing: dict[str, asyncio.Task[None]] = {}  # user item id -> its transcription task
 
     def handlers(self) -> dict[str, Callable[[JSON], Awaitable[None]]]:
         return {
@@ -65,10 +77,11 @@ class TurnHandler:
         }
 
     async def aclose(self) -> None:
-        """Cancel the response task (the socket is gone) and wait for it."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel("connection closed")
-            await asyncio.gather(self._task, return_exceptions=True)
+        """Cancel the response and transcription tasks (the socket is gone) and wait for them."""
+        tasks = [t for t in (self._task, *self._transcribing.values()) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel("connection closed")
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     @property
     def _active(self) -> ResponseRunner | None:
@@ -90,24 +103,29 @@ class TurnHandler:
         if interrupt and self._active is not None:
             await self._cancel_active("turn_detected")  # barge-in (research §3.7)
 
-    async def speech_stopped(self, audio_ms: int, *, create_response: bool) -> None:
+    async def speech_stopped(
+        self, audio_ms: int, *, create_response: bool, audio: Samples | None = None
+    ) -> None:
         item_id = self._speech_item or new_id("item")
         self._speech_item = None
         await self._conn.send(
             {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": audio_ms, "item_id": item_id}
         )
-        await self._commit(item_id, audio_ms - self._speech_start_ms)
+        await self._commit(item_id, audio_ms - self._speech_start_ms, audio)
         if create_response:
             await self._start_response({}, None)
 
-    async def commit_audio(self, duration_ms: int) -> None:
-        """A manual `input_audio_buffer.commit` of `duration_ms` of buffered audio."""
-        await self._commit(new_id("item"), duration_ms)
+    async def commit_audio(self, duration_ms: int, *, audio: Samples | None = None) -> None:
+        """A manual `input_audio_buffer.commit` of `duration_ms` of buffered audio (`audio`: its samples,
+        kept only for a real recogniser)."""
+        await self._commit(new_id("item"), duration_ms, audio)
 
-    async def _commit(self, item_id: str, duration_ms: int) -> None:
+    async def _commit(self, item_id: str, duration_ms: int, audio: Samples | None) -> None:
         self._audio_turns += 1
         self._audio_in_ms += duration_ms
-        transcript = f"utterance {self._audio_turns} ({duration_ms / 1000:.2f} s)"
+        transcribe = bool(self._conn.session.get("input_audio_transcription"))
+        recognise = transcribe and self._recognizer is not None and audio is not None
+        transcript = "" if recognise else f"utterance {self._audio_turns} ({duration_ms / 1000:.2f} s)"
         item: JSON = {
             "id": item_id,
             "object": "realtime.item",
@@ -125,7 +143,13 @@ class TurnHandler:
         )
         # conversation.item.done is untyped in the SDK but sent by the service for gpt-realtime (trace 2).
         await self._conn.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
-        if self._conn.session.get("input_audio_transcription"):
+        if recognise and audio is not None:
+            task = asyncio.create_task(
+                self._transcribe(item, audio, self._conn.input_rate), name=f"voicelive-transcribe-{item_id}"
+            )
+            self._transcribing[item_id] = task
+            task.add_done_callback(lambda _: self._transcribing.pop(item_id, None))
+        elif transcribe:
             # The service sends these asynchronously (even mid-response); we send them now (deterministic).
             ids = {"item_id": item_id, "content_index": 0}
             await self._conn.send(
@@ -139,6 +163,41 @@ class TurnHandler:
                 }
             )
             item["content"] = [{"type": "input_audio", "transcript": transcript}]
+
+    async def _transcribe(self, item: JSON, audio: Samples, rate: int) -> None:
+        """Recognise one user item off the event loop; its events go out whenever it finishes (research §3.8:
+        transcription is asynchronous and may interleave with response events)."""
+        assert self._recognizer is not None
+        ids = {"item_id": item["id"], "content_index": 0}
+        try:
+            transcript = await self._recognizer.transcribe(audio, rate=rate)
+        except Exception as exc:  # a recogniser failure is the item's, not the session's
+            log.warning("voicelive: transcription of %s failed: %r", item["id"], exc)
+            error = {
+                "type": "server_error",
+                "code": "transcription_failed",
+                "message": str(exc),
+                "param": None,
+            }
+            await self._conn.send(
+                {"type": "conversation.item.input_audio_transcription.failed", **ids, "error": error}
+            )
+            return
+        await self._conn.send(
+            {"type": "conversation.item.input_audio_transcription.delta", **ids, "delta": transcript}
+        )
+        await self._conn.send(
+            {"type": "conversation.item.input_audio_transcription.completed", **ids, "transcript": transcript}
+        )
+        item["content"] = [{"type": "input_audio", "transcript": transcript}]
+        self._conn.conversation.set_user_text(item["id"], transcript)
+
+    async def _plan_after_transcript(self, params: JSON) -> ResponsePlan:
+        """The response plan once the newest user item's transcription (if still running) has finished."""
+        task = self._transcribing.get(self._conn.conversation.last_user_item or "")
+        if task is not None:
+            await asyncio.wait({task})  # never cancels the transcription when the response is cancelled
+        return self._plan(params)
 
     # -- conversation items ---------------------------------------------------------------------------------
 
@@ -261,11 +320,14 @@ class TurnHandler:
             await self._cancel_active("client_cancelled")
         await self._start_response(params, event)
 
-    def _plan(self, params: JSON) -> ResponsePlan:
+    def _plan(self, params: JSON, *, decide: bool = True) -> ResponsePlan:
+        """The response to `params`; `decide=False` leaves text and tool calls undecided (no side effects)."""
         session, conv = self._conn.session, self._conn.conversation
         outputs = conv.pending_tool_outputs()
         calls: list[Any] = []
-        if outputs:
+        if not decide:
+            text = ""
+        elif outputs:
             text = " ".join(f"{conv.name_of_call(o['call_id'])} returned: {o['output']}" for o in outputs)
         else:
             if self._tool_turn != conv.user_turns:
@@ -308,13 +370,18 @@ class TurnHandler:
             if fault.close is not None:
                 await self._conn.close(fault.close)
             return
+        content: Callable[[], Awaitable[ResponsePlan]] | None = None
+        if self._conn.conversation.last_user_item in self._transcribing:
+            # A real transcript is on its way: decide what to say (and which tools to call) once it is there.
+            content = functools.partial(self._plan_after_transcript, params)
         runner = ResponseRunner(
-            plan=self._plan(params),
+            plan=self._plan(params, decide=content is None),
             send=self._conn.send,
             conversation=self._conn.conversation,
             timing=self._timing,
             zero_latency=self._zero,
             hold=self._hold,
+            content=content,
         )
         self._runner = runner
         self._task = asyncio.create_task(runner.run(), name=f"voicelive-{runner.id}")
