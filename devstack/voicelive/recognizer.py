@@ -54,7 +54,7 @@ class PocketsphinxRecognizer:
             raise ValueError("workers must be >= 1")
         self._workers = workers
         self._executor: ThreadPoolExecutor | None = None
-        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._idle: queue.SimpleQueue[_Decoder] = queue.SimpleQueue()
         self.utterances = 0
         self.busy_s = 0.0
 
@@ -69,7 +69,7 @@ class PocketsphinxRecognizer:
     async def start(self) -> None:
         """Load one decoder now, so a missing package or model fails at start-up, not mid-session."""
         loop = asyncio.get_running_loop()
-        self._idle.put(await loop.run_in_executor(self._pool(), _new_decoder))
+        self._idle.put(await loop.run_in_executor(self._pool(), _Decoder))
 
     async def transcribe(self, samples: Samples, *, rate: int) -> str:
         loop = asyncio.get_running_loop()
@@ -86,9 +86,9 @@ class PocketsphinxRecognizer:
         try:
             decoder = self._idle.get_nowait()
         except queue.Empty:
-            decoder = _new_decoder()
+            decoder = _Decoder()
         try:
-            text = _recognise(decoder, to_16k(samples, rate))
+            text = decoder.recognise(to_16k(samples, rate))
         finally:
             self._idle.put(decoder)
         self.utterances += 1
@@ -97,10 +97,27 @@ class PocketsphinxRecognizer:
         return text
 
 
-def _new_decoder() -> Any:
-    from pocketsphinx import Decoder  # imported here: only the pocketsphinx recogniser needs the package
+class _Decoder:
+    """One pocketsphinx decoder (used by one thread at a time). Every utterance starts from the initial
+    cepstral mean: pocketsphinx adapts it across utterances, which would make a transcript depend on what
+    the decoder heard before (another session's audio)."""
 
-    return Decoder(samprate=_RATE, loglevel="FATAL")
+    def __init__(self) -> None:
+        from pocketsphinx import Decoder  # imported here: only this recogniser needs the package
+
+        self._decoder: Any = Decoder(samprate=_RATE, loglevel="FATAL")
+        self._initial_cmn = self._decoder.get_cmn(False)
+
+    def recognise(self, samples: Samples) -> str:
+        decoder = self._decoder
+        decoder.set_cmn(self._initial_cmn)
+        raw = samples.astype("<i2").tobytes()
+        decoder.start_utt()
+        for start in range(0, len(raw), 2 * _CHUNK):
+            decoder.process_raw(raw[start : start + 2 * _CHUNK], False, False)
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        return str(hyp.hypstr) if hyp is not None else ""
 
 
 def to_16k(samples: Samples, rate: int) -> Samples:
@@ -111,16 +128,6 @@ def to_16k(samples: Samples, rate: int) -> Samples:
 
     resampled: Samples = soxr.resample(samples, rate, _RATE)
     return resampled
-
-
-def _recognise(decoder: Any, samples: Samples) -> str:
-    raw = samples.astype("<i2").tobytes()
-    decoder.start_utt()
-    for start in range(0, len(raw), 2 * _CHUNK):
-        decoder.process_raw(raw[start : start + 2 * _CHUNK], False, False)
-    decoder.end_utt()
-    hyp = decoder.hyp()
-    return str(hyp.hypstr) if hyp is not None else ""
 
 
 def make_recognizer(name: str) -> Recognizer | None:

@@ -103,12 +103,7 @@ class ResponseRunner:
     async def run(self) -> None:
         try:
             await self._send({"type": "response.created", "response": self._response("in_progress")})
-            await self._pause(self._timing.first_output_delay_ms / 1000.0)
-            if self._content is not None:
-                final = await self._cancellable(self._content())
-                self._plan = dataclasses.replace(
-                    self._plan, text=final.text, calls=final.calls, input_text_tokens=final.input_text_tokens
-                )
+            await self._first_output()
             for call in self._plan.calls:
                 await self._function_call(call)
             if self._plan.text is not None:
@@ -138,9 +133,25 @@ class ResponseRunner:
         if self._cancel_reason is not None:
             raise _Cancelled
 
-    async def _cancellable(self, step: Awaitable[ResponsePlan]) -> ResponsePlan:
-        """Await `step` unless the response is cancelled first (then `step` is cancelled)."""
-        task = asyncio.ensure_future(step)
+    async def _first_output(self) -> None:
+        """The first-output delay, running at the same time as the wait for `content` (if any)."""
+        if self._content is None:
+            await self._pause(self._timing.first_output_delay_ms / 1000.0)
+            return
+        content = asyncio.ensure_future(self._content())
+        try:
+            await self._pause(self._timing.first_output_delay_ms / 1000.0)
+            final = await self._cancellable(content)
+        finally:
+            if not content.done():
+                content.cancel()
+                await asyncio.gather(content, return_exceptions=True)
+        self._plan = dataclasses.replace(
+            self._plan, text=final.text, calls=final.calls, input_text_tokens=final.input_text_tokens
+        )
+
+    async def _cancellable(self, task: asyncio.Future[ResponsePlan]) -> ResponsePlan:
+        """Await `task` unless the response is cancelled first (then `task` is cancelled)."""
         wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._wake = wake
         waiters: set[asyncio.Future[Any]] = {task, wake}

@@ -21,7 +21,7 @@ from voicelive_helpers import (
     wav_pcm,
 )
 
-from devstack.voicelive import ToolRule, ToolRuleMode
+from devstack.voicelive import PocketsphinxRecognizer, ToolRule, ToolRuleMode
 from devstack.voicelive.recognizer import Samples
 from devstack.voicelive.tape import InputTape
 
@@ -177,3 +177,19 @@ def test_input_tape_keeps_absolute_positions() -> None:
     tape.skip(5)
     tape.append(np.arange(35, 40, dtype=np.int16))
     assert tape.cut(0).tolist() == list(range(35, 40))
+
+
+async def test_pocketsphinx_transcript_does_not_depend_on_what_the_decoder_heard_before() -> None:
+    raw, rate = wav_pcm("caller_3turns_16k.wav")
+    samples = np.frombuffer(raw, dtype="<i2").astype(np.int16)
+    first, last = samples[: rate * 7 // 2], samples[rate * 117 // 10 : rate * 29 // 2]
+    recognizer = PocketsphinxRecognizer()
+    await recognizer.start()
+    try:
+        alone = await recognizer.transcribe(last, rate=rate)
+        await recognizer.transcribe(first, rate=rate)
+        after_other = await recognizer.transcribe(last, rate=rate)
+    finally:
+        await recognizer.aclose()
+    assert alone == after_other and "thanks" in alone
+    assert recognizer.utterances == 3
