@@ -6,6 +6,13 @@ TaskGroup, so the first failure cancels the rest → after the input (and its tr
 drain: no response requested or in progress, no tool running, transcriptions complete, no open VAD turn,
 and `drain_window_s` without events — bounded by `job.streaming.response_timeout_s` (a timeout is a
 warning, not a failure). `response.create` is only ever sent when no response is active (`_pump`).
+
+Long inputs run as a chain of sessions (rollover.py): when the current one is `max_session_s` old, at
+the next silence boundary the sender stops, drains that session as at the end of input (no trailing
+silence), closes it, opens the next through the same connector, sends the same `session.update`,
+re-seeds the conversation so far, and goes on streaming on the same pacer schedule (frames that fell due
+meanwhile go out at once). Server VAD times of a later session are shifted by where it started on the
+input clock, so the timeline stays in input-audio time; `timeline.sessions` records each session.
 """
 
 from __future__ import annotations
@@ -29,12 +36,19 @@ from worker.jobs import Job
 from worker.metrics import instruments
 from worker.pacing import PacingStats, WirePacer
 from worker.telemetry import Attr, SpanName, content_enabled, tracer
-from worker.voice.ports import VoiceConnection, VoiceConnector
-from worker.voice.timeline import Timeline, ToolCallRecord, UserTurn
+from worker.voice.ports import VoiceConnector
+from worker.voice.rollover import Cut, Leg, RolloverPolicy, boundary_silence_ms, history, open_leg
+from worker.voice.timeline import SessionSegment, Timeline, ToolCallRecord, UserTurn
 from worker.voice.tools import Tool, ToolOutcome, ToolRunner
 from worker.voice.tracker import RESPONSE_TAG, EventLog, Tracker, Trigger
 from worker.voice.turns import EnergySegmenter, Utterance
-from worker.voice.wire import classify_error_event, function_output_event, seed_events, session_update_event
+from worker.voice.wire import (
+    HISTORY_EVENT_PREFIX,
+    classify_error_event,
+    function_output_event,
+    seed_events,
+    session_update_event,
+)
 
 __all__ = ["SessionOptions", "SessionResult", "run_session"]
 
@@ -47,7 +61,12 @@ class SessionOptions:
 
     `clock` must be the same monotonic clock the `WirePacer` uses (arrival times are mapped onto its
     input clock). `manual_segmentation` picks how manual-turn jobs are cut: our energy VAD ("vad") or
-    one commit of everything at the end ("single").
+    one commit of everything at the end ("single"; with rollover, one commit per session).
+
+    Rollover (the service caps a session at 60 min): once a session is `max_session_s` old — the larger
+    of its wall time and the input audio it carried — the next silence boundary ends it; without one
+    within `rollover_grace_s` it is cut anyway, with a warning. A new session is re-seeded with the
+    job's conversation plus at most `reseed_max_chars` characters of the newest transcripts.
     """
 
     connect_timeout_s: float = 15.0
@@ -57,6 +76,9 @@ class SessionOptions:
     manual_segmentation: Literal["vad", "single"] = "vad"
     manual_silence_ms: float = 600.0
     manual_threshold_dbfs: float = -40.0
+    max_session_s: float = 55 * 60.0
+    rollover_grace_s: float = 120.0
+    reseed_max_chars: int = 8000
     clock: Callable[[], float] = time.monotonic
 
 
@@ -65,7 +87,8 @@ class SessionResult:
     """What a finished session produced. Files live in the `workdir` given to `run_session`:
     `input_pcm` (pcm16 mono at `input_sample_rate`, exactly as streamed, trailing silence included),
     `response-NNN.pcm` per response with audio (see `timeline.responses[*].audio_file/placements`),
-    and `events_file` when the job asked for events."""
+    and `events_file` when the job asked for events. `session_id` and `connect_ms` are the first
+    session's; every session (after a rollover) is in `timeline.sessions`."""
 
     timeline: Timeline
     session_id: str | None
@@ -92,10 +115,11 @@ async def run_session(
     options: SessionOptions = SessionOptions(),
     on_timeline: Callable[[Timeline], None] | None = None,
 ) -> SessionResult:
-    """Run `job` through one Voice Live session, streaming `frames` (each `pacer.frame_ms` long, in
-    `audio_format`). Raises only `WorkerError`s (`Transient`, `Throttled`, `VoiceLiveRejected`, or
-    whatever `frames` raises, e.g. `UnsupportedAudio`). `on_timeline` receives the live timeline once,
-    before streaming, for progress displays (read it, never write it)."""
+    """Run `job` through Voice Live (one session, or a chain of them for long inputs), streaming
+    `frames` (each `pacer.frame_ms` long, in `audio_format`). Raises only `WorkerError`s (`Transient`,
+    `Throttled`, `VoiceLiveRejected`, or whatever `frames` raises, e.g. `UnsupportedAudio`).
+    `on_timeline` receives the live timeline once, before streaming, for progress displays (read it,
+    never write it)."""
     session = _Session(
         job,
         connector=connector,
@@ -204,19 +228,31 @@ class _Session:
             if self.manual and options.manual_segmentation == "vad"
             else None
         )
-        self._conn: VoiceConnection | None = None
+        self.rollover = RolloverPolicy(
+            max_session_s=options.max_session_s,
+            grace_s=options.rollover_grace_s,
+            sample_rate=audio_format.sample_rate,
+            silence_ms=boundary_silence_ms(job, manual_silence_ms=options.manual_silence_ms),
+            threshold_dbfs=options.manual_threshold_dbfs,
+        )
+        self.legs: list[Leg] = []
+        self._leg: Leg | None = None
+        self._model = ""
+        self._stack: AsyncExitStack | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._events: EventLog | None = None
         self._input: IO[bytes] | None = None
-        self._configured = asyncio.Event()
         self._changed = asyncio.Event()
-        self._closing = False
+        self._streamed_ms = 0.0
+        self._input_done = False  # the last input frame was sent; only trailing silence follows
+        self._cut: Cut | None = None  # decided at one input frame, made before the next one
         self._last_event_at = self.clock()
         self._t_end: float | None = None
         self._requests: deque[tuple[str, Trigger, UserTurn | str | None]] = deque()
         self._in_flight: tuple[str, Trigger, UserTurn | str | None] | None = None  # sent, not yet created
         self._n_requests = 0
         self._calls: dict[str, list[_ToolCall]] = {}
+        self._completions: set[asyncio.Task[None]] = set()
         self._completing = 0
 
     def _info(self, msg: str, *args: Any) -> None:
@@ -225,109 +261,179 @@ class _Session:
     # --- the script ------------------------------------------------------------------------------------
 
     async def run(self, frames: AsyncIterator[bytes], *, model: str) -> SessionResult:
+        self._model = model
         async with AsyncExitStack() as stack:
-            started = self.clock()
-            with tracer().start_as_current_span(SpanName.VOICELIVE_CONNECT, attributes={Attr.MODEL: model}):
-                try:
-                    async with asyncio.timeout(self.opt.connect_timeout_s):
-                        self._conn = await stack.enter_async_context(self.connector.connect(model=model))
-                except TimeoutError:
-                    instruments().connect_errors.add(1, {"kind": "Timeout"})
-                    raise Transient(
-                        f"Voice Live connect timed out after {self.opt.connect_timeout_s:g} s"
-                    ) from None
-                except Exception as exc:
-                    instruments().connect_errors.add(1, {"kind": type(exc).__name__})
-                    raise
-            connect_ms = (self.clock() - started) * 1000.0
-            instruments().sessions_active.add(1)
-            stack.callback(instruments().sessions_active.add, -1)
-            self._info("connected to Voice Live (model %s) in %.0f ms", model, connect_ms)
+            self._stack = stack
             if self.job.outputs.events:
                 self._events = EventLog(self.workdir / "events.jsonl.gz")
                 stack.callback(self._events.close)
             self._input = stack.enter_context((self.workdir / "input.pcm").open("wb"))
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                receiver = tg.create_task(
-                    self._receive(self._conn), name=f"voicelive-receive-{self.job.job_id}"
-                )
+                await self._open_leg(start_ms=0.0, reason="start")
                 stats = await self._stream(frames)
-                drained = await self._drain()
+                drained = await self._drain("end of input")
                 # Closing script: stop reading before the socket closes (so its end is not a "drop"),
                 # and cancel tool runs still going after a drain timeout; the TaskGroup awaits them.
-                self._closing = True
-                receiver.cancel()
-                for calls in self._calls.values():
-                    for call in calls:
-                        call.task.cancel()
+                assert self._leg is not None and self._leg.receiver is not None
+                self._leg.segment.end_ms = self._streamed_ms
+                self._leg.closing = True
+                self._leg.receiver.cancel()
+                self._cancel_tools()
         timeline = self.tracker.finish()
+        first = self.legs[0].segment
         session = self.tracker.session
         voice = session.get("voice")
         self._info(
-            "session ended: %d user turns, %d responses, %d tool calls%s",
+            "session ended: %d user turns, %d responses, %d tool calls, %d session(s)%s",
             len(timeline.user_turns),
             len(timeline.responses),
             len(timeline.tool_calls),
+            len(self.legs),
             "" if drained else " (drain timed out)",
         )
         return SessionResult(
             timeline=timeline,
-            session_id=session.get("id"),
+            session_id=first.session_id,
             model=session.get("model"),
             voice=voice.get("name") if isinstance(voice, Mapping) else voice,
             pacing=stats,
             input_pcm=self.workdir / "input.pcm",
             input_sample_rate=self.fmt.sample_rate,
             events_file=self._events.path if self._events else None,
-            connect_ms=connect_ms,
+            connect_ms=first.connect_ms or 0.0,
             drained=drained,
         )
 
     async def _stream(self, frames: AsyncIterator[bytes]) -> PacingStats:
-        await self._send(session_update_event(self.job.session, audio_format=self.fmt, tools=self.tools))
-        try:
-            async with asyncio.timeout(self.opt.session_update_timeout_s):
-                await self._configured.wait()
-        except TimeoutError:
-            raise Transient(
-                f"Voice Live sent no session.updated within {self.opt.session_update_timeout_s:g} s"
-            ) from None
-        self._info("session updated (%s)", self.tracker.session.get("id"))
-        for event in seed_events(self.job.conversation):
-            await self._send(event)
         silence = self.fmt.silence(self.fmt.frame_bytes(self.pacer.frame_ms))
-        stats = await self.pacer.run(frames, self._send_frame, silence_frame=silence)
+        stats = await self.pacer.run(self._until_done(frames), self._send_frame, silence_frame=silence)
         self._t_end = self.clock()
         self._info("input streamed: %.0f ms in %.2f s (rtf %.2f)", stats.audio_ms, stats.wall_s, stats.rtf)
         if self.segmenter is not None and (utterance := self.segmenter.flush()) is not None:
             await self._commit(utterance)
-        elif self.manual and self.segmenter is None and stats.input_ms > 0:
-            await self._commit(Utterance(0.0, stats.input_ms))
+        elif self.manual and self.segmenter is None and stats.input_ms > self._leg_start_ms:
+            await self._commit(Utterance(self._leg_start_ms, stats.input_ms))
         return stats
 
+    async def _until_done(self, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for frame in frames:
+            yield frame
+        self._input_done = True
+
     async def _send_frame(self, frame: bytes) -> None:
-        assert self._conn is not None
+        # A cut is made before the next *input* frame, so an input that ends right at a boundary does
+        # not open a session just for its trailing silence.
+        if self._cut is not None and not self._input_done:
+            cut, self._cut = self._cut, None
+            await self._roll_over(cut)
+        assert self._leg is not None
         assert self._input is not None
-        await self._conn.send_audio(frame)
+        await self._leg.conn.send_audio(frame)
         pcm = frame if self.fmt.encoding == "pcm16" else g711_to_pcm16(frame, self.fmt.encoding)
         self._input.write(pcm)
+        self._streamed_ms += self.pacer.frame_ms
         if self.segmenter is not None and (utterance := self.segmenter.push(pcm)) is not None:
             await self._commit(utterance)
+        if not self._input_done:
+            idle = self.manual or not self.tracker.open_vad_turns()
+            self._cut = self.rollover.push(pcm, age_s=self._leg_age_s(), server_idle=idle)
 
-    async def _commit(self, utterance: Utterance) -> None:
+    async def _commit(self, utterance: Utterance, *, respond: bool = True) -> None:
         await self._send({"type": "input_audio_buffer.commit"})
         turn = self.tracker.manual_turn(utterance.start_ms, utterance.end_ms, self.clock())
         self._info(
             "manual turn %d committed (%.0f-%.0f ms)", turn.index, utterance.start_ms, utterance.end_ms
         )
-        await self._request_response("manual")
+        if respond:
+            await self._request_response("manual")
 
     async def _send(self, event: Mapping[str, Any]) -> None:
-        assert self._conn is not None
+        assert self._leg is not None
         if self._events is not None:
             self._events.write("client", self._input_ms(self.clock()), event)
-        await self._conn.send(event)
+        await self._leg.conn.send(event)
+
+    # --- sessions: open one, and roll over to the next ---------------------------------------------------
+
+    @property
+    def _leg_start_ms(self) -> float:
+        return self._leg.segment.start_ms if self._leg is not None else 0.0
+
+    def _leg_age_s(self) -> float:
+        assert self._leg is not None
+        carried_s = (self._streamed_ms - self._leg.segment.start_ms) / 1000.0
+        return max(self.clock() - self._leg.connected_at, carried_s)
+
+    async def _open_leg(self, *, start_ms: float, reason: Literal["start", "rollover", "forced"]) -> None:
+        """Connect, configure (`session.update`, wait for `session.updated`) and seed one session: the
+        job's conversation for the first, the conversation so far for the next ones."""
+        assert self._tg is not None and self._stack is not None
+        segment = SessionSegment(index=len(self.legs) + 1, start_ms=start_ms, reason=reason)
+        leg = await open_leg(
+            self.connector, model=self._model, segment=segment, timeout_s=self.opt.connect_timeout_s,
+            clock=self.clock, owner=self._stack,
+        )  # fmt: skip
+        self._info("connected to Voice Live (model %s) in %.0f ms", self._model, segment.connect_ms or 0.0)
+        self.legs.append(leg)
+        self.tracker.timeline.sessions.append(segment)
+        self.tracker.audio_offset_ms = start_ms
+        self._leg = leg
+        leg.receiver = self._tg.create_task(
+            self._receive(leg), name=f"voicelive-receive-{self.job.job_id}-{segment.index}"
+        )
+        await self._send(session_update_event(self.job.session, audio_format=self.fmt, tools=self.tools))
+        try:
+            async with asyncio.timeout(self.opt.session_update_timeout_s):
+                await leg.configured.wait()
+        except TimeoutError:
+            raise Transient(
+                f"Voice Live sent no session.updated within {self.opt.session_update_timeout_s:g} s"
+            ) from None
+        self._info("session %d updated (%s)", segment.index, segment.session_id)
+        if segment.index == 1:
+            events = seed_events(self.job.conversation)
+        else:
+            items = history(self.job, self.tracker.timeline, max_chars=self.opt.reseed_max_chars)
+            events = seed_events(items, id_prefix=HISTORY_EVENT_PREFIX)
+        for event in events:
+            await self._send(event)
+
+    async def _roll_over(self, cut: Cut) -> None:
+        """End the current session at this frame and continue in a new one (called by the sender, so
+        the pacer waits; frames that fall due meanwhile go out at once afterwards)."""
+        old = self._leg
+        assert old is not None
+        cut_ms = self._streamed_ms
+        if cut == "forced":
+            self.tracker.warn(
+                f"session {old.segment.index}: no {self.rollover.silence_ms:.0f} ms silence within "
+                f"{self.opt.rollover_grace_s:g} s after {self.opt.max_session_s:g} s; cut mid-speech at "
+                f"{cut_ms:.0f} ms"
+            )
+            if self.segmenter is not None and (utterance := self.segmenter.flush()) is not None:
+                await self._commit(utterance, respond=False)  # keep what was said; the rest follows
+        if self.manual and self.segmenter is None and cut_ms > old.segment.start_ms:
+            await self._commit(Utterance(old.segment.start_ms, cut_ms))
+        self._info("session %d: rolling over at %.0f ms (%s)", old.segment.index, cut_ms, cut)
+        await self._drain(f"session rollover at {cut_ms:.0f} ms")
+        old.segment.end_ms = cut_ms
+        self._cancel_tools()
+        if self._in_flight is not None:  # requested, never created: ask the next session instead
+            self._requests.appendleft(self._in_flight)
+            self._in_flight = None
+        await old.close()
+        self.tracker.abandon_session(cut_ms, self.clock())
+        await self._open_leg(start_ms=cut_ms, reason="forced" if cut == "forced" else "rollover")
+
+    def _cancel_tools(self) -> None:
+        """Tool runs (and their follow-ups) still going after a drain timeout cannot be answered any more."""
+        for calls in self._calls.values():
+            for call in calls:
+                call.task.cancel()
+        self._calls.clear()
+        for task in self._completions:
+            task.cancel()
 
     # --- responses: never `response.create` while one is active ------------------------------------
 
@@ -346,18 +452,20 @@ class _Session:
 
     # --- receiving -------------------------------------------------------------------------------------
 
-    async def _receive(self, conn: VoiceConnection) -> None:
-        async for event in conn.events():
+    async def _receive(self, leg: Leg) -> None:
+        async for event in leg.conn.events():
             now = self._last_event_at = self.clock()
             if self._events is not None:
                 self._events.write("server", self._input_ms(now), event)
             etype = event.get("type")
             if etype == "error":
-                await self._on_error(event)
+                await self._on_error(event, configuring=not leg.configured.is_set())
             else:
                 self.tracker.handle(event, now)
+            if etype in ("session.created", "session.updated"):
+                leg.segment.session_id = self.tracker.session.get("id") or leg.segment.session_id
             if etype == "session.updated":
-                self._configured.set()
+                leg.configured.set()
             elif etype == "response.created":
                 self._in_flight = None
             elif etype == "response.function_call_arguments.done":
@@ -365,16 +473,16 @@ class _Session:
             elif etype == "response.done":
                 await self._after_response(event)
             self._changed.set()
-        if not self._closing:
+        if not leg.closing:
             raise Transient(
                 f"Voice Live connection ended mid-stream after {self.pacer.audio_ms_sent:.0f} ms of audio "
-                f"({len(self.tracker.timeline.responses)} responses)"
+                f"({len(self.tracker.timeline.responses)} responses, session {leg.segment.index})"
             )
 
-    async def _on_error(self, event: Mapping[str, Any]) -> None:
+    async def _on_error(self, event: Mapping[str, Any], *, configuring: bool) -> None:
         error = dict(event.get("error") or {})
         self.tracker.timeline.errors.append(error)
-        failure = classify_error_event(error, configuring=not self._configured.is_set())
+        failure = classify_error_event(error, configuring=configuring)
         if failure is not None:
             _log.warning("job %s: fatal Voice Live error: %s", self.job.job_id, failure)
             raise failure
@@ -422,7 +530,11 @@ class _Session:
         if calls:
             assert self._tg is not None
             self._completing += 1
-            self._tg.create_task(self._complete_tools(str(body.get("id")), str(body.get("status")), calls))
+            task = self._tg.create_task(
+                self._complete_tools(str(body.get("id")), str(body.get("status")), calls)
+            )
+            self._completions.add(task)
+            task.add_done_callback(self._completions.discard)
         await self._pump()
 
     async def _complete_tools(self, response_id: str, status: str, calls: list[_ToolCall]) -> None:
@@ -473,7 +585,8 @@ class _Session:
             return "a user turn is still open"
         return None
 
-    async def _drain(self) -> bool:
+    async def _drain(self, what: str) -> bool:
+        """Wait until the session has answered everything it was sent (see the module docstring)."""
         timeout_s = self.job.streaming.response_timeout_s
         deadline = self.clock() + timeout_s
         while True:
@@ -485,7 +598,7 @@ class _Session:
                 return True
             if now >= deadline:
                 self.tracker.warn(
-                    f"end of input: stopped waiting after {timeout_s:g} s ({busy or 'events kept arriving'})"
+                    f"{what}: stopped waiting after {timeout_s:g} s ({busy or 'events kept arriving'})"
                 )
                 return False
             wait_s = deadline - now if busy else min(deadline - now, self.opt.drain_window_s - quiet_s)

@@ -2,8 +2,10 @@
 
 It follows the event orders of research/voicelive.md §3 (server-VAD turn, manual commit, function call,
 text/audio responses) on the *audio time* of the appended bytes, so tests are deterministic whatever the
-pacing. It also polices the client: `violations` lists every `response.create` sent while a response
-was active. Shipped inside the package (pipecat style) so pipeline tests can reuse it.
+pacing. One service serves every connection of a job in turn (session rollover): turns are scripted on the
+job's input clock and reported, as a real service would, in the time of the session that heard them (ms from
+that session's first appended byte). It also polices the client: `violations` lists every `response.create`
+sent while a response was active. Shipped inside the package (pipecat style) so pipeline tests can reuse it.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class ScriptedVoiceService:
         tool_calls: consumed by the first responses, one call each.
         reject_config: answer `session.update` with an `invalid_request_error`.
         drop_at_ms: drop the connection once this much input arrived.
+        expire_after_ms: a session that received this much input sends `error` `session_expired` and
+            drops (the service's 60-min cap, in audio time).
         hold_tool_response_ms: keep a function-call response active until this much *more* input arrived
             (so the client has a chance to misbehave).
         reply_audio_ms: length of each spoken reply (pcm16 24 kHz silence).
@@ -57,12 +61,14 @@ class ScriptedVoiceService:
     tool_calls: list[ScriptedTool] = field(default_factory=list)
     reject_config: bool = False
     drop_at_ms: float | None = None
+    expire_after_ms: float | None = None
     hold_tool_response_ms: float = 0.0
     reply_audio_ms: int = 200
     silence_ms: float = 500.0
     violations: list[str] = field(default_factory=list)
     session: dict[str, Any] = field(default_factory=dict)
     _received_bytes: int = 0
+    _session_start_ms: float = 0.0
     _turns_left: deque[VadTurn] = field(default_factory=deque)
     _active: str | None = None
     _held: tuple[float, str] | None = None
@@ -80,6 +86,10 @@ class ScriptedVoiceService:
         return self._received_bytes / self.bytes_per_ms
 
     def on_connect(self, server: FakeServer) -> None:
+        # A new session hears only what is appended from now on: turns that ended before are gone.
+        self._session_start_ms = self.audio_ms
+        self._turns_left = deque(t for t in self._turns_left if t.end_ms > self._session_start_ms)
+        self._active, self._held = None, None
         self.session = {
             "id": self._id("sess"),
             "model": server.model,
@@ -118,6 +128,14 @@ class ScriptedVoiceService:
         if self.drop_at_ms is not None and self.audio_ms >= self.drop_at_ms:
             server.drop()
             return
+        if (
+            self.expire_after_ms is not None
+            and self.audio_ms - self._session_start_ms >= self.expire_after_ms
+        ):
+            error = {"type": "invalid_request_error", "code": "session_expired", "message": "Session expired"}
+            server.emit({"type": "error", "error": error})
+            server.drop()
+            return
         if self._held is not None and self.audio_ms >= self._held[0]:
             self._finish(server, self._held[1])
             self._held = None
@@ -132,12 +150,13 @@ class ScriptedVoiceService:
             server.emit(
                 {
                     "type": "input_audio_buffer.speech_started",
-                    "audio_start_ms": turn.start_ms,
+                    "audio_start_ms": max(turn.start_ms - self._session_start_ms, 0.0),
                     "item_id": item_id,
                 }
             )
+            end_ms = turn.end_ms - self._session_start_ms
             server.emit(
-                {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": turn.end_ms, "item_id": item_id}
+                {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": end_ms, "item_id": item_id}
             )
             self._commit(server, item_id, transcript=turn.transcript)
             if vad.get("create_response", True):

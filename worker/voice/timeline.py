@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 __all__ = [
     "AssistantResponse",
     "AudioPlacement",
+    "SessionSegment",
     "Timeline",
     "ToolCallRecord",
     "UserTurn",
@@ -82,6 +83,20 @@ class ToolCallRecord(_Model):
     duration_ms: float = 0.0
 
 
+class SessionSegment(_Model):
+    """One Voice Live session of the job. Long inputs roll over to a new session at a silence boundary;
+    each session carried the input from `start_ms` to `end_ms` on the input clock (`end_ms` is None
+    while it is open). `reason`: why it was opened — "start", "rollover" (at a silence boundary), or
+    "forced" (no silence came within the grace window, so the previous session was cut mid-speech)."""
+
+    index: int
+    session_id: str | None = None
+    start_ms: float = 0.0
+    end_ms: float | None = None
+    reason: Literal["start", "rollover", "forced"] = "start"
+    connect_ms: float | None = None
+
+
 class Timeline(_Model):
     user_turns: list[UserTurn] = Field(default_factory=list)
     responses: list[AssistantResponse] = Field(default_factory=list)
@@ -89,6 +104,7 @@ class Timeline(_Model):
     warnings: list[str] = Field(default_factory=list)
     errors: list[dict[str, Any]] = Field(default_factory=list)
     usage: dict[str, int] = Field(default_factory=dict)
+    sessions: list[SessionSegment] = Field(default_factory=list)
 
 
 def _vtt_ts(ms: float) -> str:

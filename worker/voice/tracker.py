@@ -79,6 +79,9 @@ class Tracker:
         self.session: dict[str, Any] = {}
         self.active_responses: set[str] = set()
         self.response_done_seen = False
+        #: Where the current session started on the input clock: its VAD times (ms from the session's
+        #: first appended byte) are shifted by this. Non-zero after a session rollover.
+        self.audio_offset_ms = 0.0
         self._workdir = workdir
         self._input_ms = input_ms
         self._transcription = transcription
@@ -120,6 +123,30 @@ class Tracker:
     def pending_transcriptions(self) -> int:
         return sum(1 for t in self.timeline.user_turns if t.transcription == "pending")
 
+    def abandon_session(self, cut_ms: float, now: float) -> None:
+        """The current session is closing (rollover) with work still open: VAD turns end at `cut_ms`,
+        pending transcriptions fail, active responses end `incomplete` (reason `session_rollover`), and
+        commits or requests not yet acknowledged are forgotten — none of them can finish any more."""
+        for turn in self.timeline.user_turns:
+            if turn.start_ms is not None and turn.end_ms is None:
+                turn.end_ms = max(cut_ms, turn.start_ms)
+                self.warn(f"user turn {turn.index} was still open at the session rollover; ended there")
+            if turn.transcription == "pending":
+                turn.transcription = "failed"
+                self.warn(f"user turn {turn.index}: transcription lost at the session rollover")
+        for rid in sorted(self.active_responses):
+            resp = self._responses[rid]
+            resp.status, resp.status_reason = "incomplete", "session_rollover"
+            resp.done_ms = self._input_ms(now)
+            self.warn(f"response {resp.index} was cut off by the session rollover")
+            out = self._audio_files.pop(rid, None)
+            if out is not None:
+                out.close()
+            self._end_span(resp)
+        self.active_responses.clear()
+        self._manual.clear()
+        self._expected.clear()
+
     def user_item_of(self, response_id: str) -> str | None:
         """The user item a response answered (None when unknown)."""
         resp = self._responses.get(response_id)
@@ -145,13 +172,13 @@ class Tracker:
     def _on_input_audio_buffer_speech_started(self, event: Mapping[str, Any], now: float) -> None:
         item_id = event.get("item_id")
         turn = self._turn_for(item_id)
-        turn.start_ms = _float(event.get("audio_start_ms"))
+        turn.start_ms = self._shifted(event.get("audio_start_ms"))
         _log.info("job %s: user turn %d started at %.0f ms", self.job_id, turn.index, turn.start_ms or 0.0)
 
     def _on_input_audio_buffer_speech_stopped(self, event: Mapping[str, Any], now: float) -> None:
         item_id = event.get("item_id")
         turn = self._turn_for(item_id)
-        turn.end_ms = _float(event.get("audio_end_ms"))
+        turn.end_ms = self._shifted(event.get("audio_end_ms"))
         if item_id:
             self._stopped_at[str(item_id)] = now
         _log.info("job %s: user turn %d ended at %.0f ms", self.job_id, turn.index, turn.end_ms or 0.0)
@@ -319,6 +346,11 @@ class Tracker:
             if key:
                 self._turns_by_item[key] = turn
         return turn
+
+    def _shifted(self, value: Any) -> float | None:
+        """A server VAD time (ms in the current session) → the input clock."""
+        ms = _float(value)
+        return None if ms is None else ms + self.audio_offset_ms
 
     def _response(self, event: Mapping[str, Any]) -> AssistantResponse:
         rid = str(event.get("response_id") or "")

@@ -6,10 +6,12 @@
 |--------------------------------------------------------------|----------------------------------|
 | type/code mentions `rate_limit`                              | `Throttled` (back off)           |
 | benign realtime codes (`BENIGN_ERROR_CODES`)                 | warning only, session continues  |
+| `session_expired` (the service's 60-min cap; ours rolls over | `Transient` (retry the job)      |
+|   before it, so this is always unexpected)                   |                                  |
 | `invalid_request_error` answering the job's configuration   | `VoiceLiveRejected` (permanent)  |
 |   (before `session.updated`, or `event_id` of session.update |                                  |
 |   or a seeded conversation item)                             |                                  |
-| anything else (server_error, session_expired, unknown)       | `Transient` (retry the job)      |
+| anything else (server_error, unknown)                        | `Transient` (retry the job)      |
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from worker.voice.tools import Tool
 __all__ = [
     "BENIGN_ERROR_CODES",
     "CONFIG_EVENT_PREFIX",
+    "HISTORY_EVENT_PREFIX",
     "classify_error_event",
     "function_output_event",
     "seed_events",
@@ -35,6 +38,9 @@ __all__ = [
 #: Client `event_id`s we give to events derived from the job's configuration; an error echoing one of
 #: them is the service rejecting the job, not a hiccup.
 CONFIG_EVENT_PREFIX = "vlw_config_"
+
+#: Client `event_id` prefix of the conversation re-seeded into a rolled-over session (see rollover.py).
+HISTORY_EVENT_PREFIX = "vlw_history_"
 
 #: Errors that leave the session healthy (research/voicelive.md §6.14); recorded as warnings.
 BENIGN_ERROR_CODES = frozenset(
@@ -94,15 +100,20 @@ def session_update_event(
     return {"type": "session.update", "event_id": f"{CONFIG_EVENT_PREFIX}session", "session": session}
 
 
-def seed_events(items: Sequence[ConversationItem]) -> list[dict[str, Any]]:
-    """`conversation.item.create` per seeded item (assistant text as `output_text`, others `input_text`)."""
+def seed_events(
+    items: Sequence[ConversationItem], *, id_prefix: str = f"{CONFIG_EVENT_PREFIX}seed_"
+) -> list[dict[str, Any]]:
+    """`conversation.item.create` per seeded item (assistant text as `output_text`, others `input_text`).
+
+    `id_prefix` starts each `event_id`: the job's own seed items carry `CONFIG_EVENT_PREFIX` (an error
+    about them rejects the job); a rolled-over session's re-seeded history carries `HISTORY_EVENT_PREFIX`."""
     events = []
     for n, item in enumerate(items):
         part = "output_text" if item.role == "assistant" else "input_text"
         events.append(
             {
                 "type": "conversation.item.create",
-                "event_id": f"{CONFIG_EVENT_PREFIX}seed_{n}",
+                "event_id": f"{id_prefix}{n}",
                 "item": {
                     "type": "message",
                     "role": item.role,
@@ -133,6 +144,8 @@ def classify_error_event(error: Mapping[str, Any], *, configuring: bool) -> Work
         return Throttled(f"Voice Live rate limit ({label}): {message}")
     if code in BENIGN_ERROR_CODES:
         return None
+    if code == "session_expired":
+        return Transient(f"Voice Live session expired ({label}): {message}")
     about_config = str(error.get("event_id") or "").startswith(CONFIG_EVENT_PREFIX)
     if etype == "invalid_request_error" and (configuring or about_config):
         param = f" (param {error['param']})" if error.get("param") else ""
