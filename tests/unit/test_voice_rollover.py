@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,11 @@ import numpy as np
 import pytest
 
 from worker.audio.formats import AudioFormat
-from worker.errors import Transient, VoiceLiveRejected
+from worker.errors import Throttled, Transient, VoiceLiveRejected
 from worker.jobs import Job
 from worker.pacing import Unpaced, WirePacer
 from worker.voice import FakeVoiceConnector, SessionOptions, SessionResult, run_session
+from worker.voice.ports import VoiceConnection, VoiceConnector
 from worker.voice.rollover import RolloverPolicy, boundary_silence_ms, history
 from worker.voice.testing import ScriptedVoiceService, VadTurn
 from worker.voice.timeline import AssistantResponse, Timeline, UserTurn
@@ -50,18 +52,17 @@ async def speech_frames(segments: list[tuple[int, int]], total_ms: int) -> Async
         yield loud if any(a <= start < b for a, b in segments) else bytes(2 * n)
 
 
-async def run(
-    service: ScriptedVoiceService,
+async def run_with(
+    connector: VoiceConnector,
     job: Job,
     tmp_path: Path,
     *,
     segments: list[tuple[int, int]] = THREE_TURNS,
     total_ms: int = 16000,
     options: SessionOptions = ROLL_AT_6S,
-) -> tuple[SessionResult, FakeVoiceConnector]:
-    connector = FakeVoiceConnector(service.handle, on_connect=service.on_connect)
+) -> SessionResult:
     pacer = WirePacer(Unpaced(), frame_ms=FRAME_MS, trailing_silence_ms=job.streaming.trailing_silence_ms)
-    result = await run_session(
+    return await run_session(
         job,
         speech_frames(segments, total_ms),
         connector=connector,
@@ -72,6 +73,19 @@ async def run(
         model_default="gpt-realtime",
         options=options,
     )
+
+
+async def run(
+    service: ScriptedVoiceService,
+    job: Job,
+    tmp_path: Path,
+    *,
+    segments: list[tuple[int, int]] = THREE_TURNS,
+    total_ms: int = 16000,
+    options: SessionOptions = ROLL_AT_6S,
+) -> tuple[SessionResult, FakeVoiceConnector]:
+    connector = FakeVoiceConnector(service.handle, on_connect=service.on_connect)
+    result = await run_with(connector, job, tmp_path, segments=segments, total_ms=total_ms, options=options)
     return result, connector
 
 
@@ -215,10 +229,30 @@ async def test_an_unexpected_session_expiry_is_transient(tmp_path: Path) -> None
 
 
 async def test_expiry_in_a_rolled_over_session_is_transient_too(tmp_path: Path) -> None:
-    service = ScriptedVoiceService(turns=[VadTurn(a, b) for a, b in THREE_TURNS], expire_after_ms=6500)
-    options = SessionOptions(drain_window_s=0.02, max_session_s=7.0, rollover_grace_s=0.0)
-    with pytest.raises(Transient):
-        await run(service, make_job(), tmp_path, options=options)
+    # session 1 rolls over at 4.0 s; session 2 waits for the silence after turn 2 (9.82 s) but the
+    # service expires it after 5 s of its audio (9.0 s)
+    service = ScriptedVoiceService(turns=[VadTurn(a, b) for a, b in THREE_TURNS], expire_after_ms=5000)
+    connector = FakeVoiceConnector(service.handle, on_connect=service.on_connect)
+    options = SessionOptions(drain_window_s=0.02, max_session_s=4.0)
+    with pytest.raises(Transient, match="session_expired|ended mid-stream|connection closed"):
+        await run_with(connector, make_job(), tmp_path, options=options)
+    assert len(connector.servers) == 2
+
+
+async def test_a_failed_connect_at_rollover_fails_the_attempt(tmp_path: Path) -> None:
+    service = ScriptedVoiceService(turns=[VadTurn(a, b) for a, b in THREE_TURNS])
+    inner = FakeVoiceConnector(service.handle, on_connect=service.on_connect)
+
+    class SecondRefused:
+        def connect(self, *, model: str) -> AbstractAsyncContextManager[VoiceConnection]:
+            if inner.servers:
+                raise Throttled("429 on the second session", retry_after_s=5)
+            return inner.connect(model=model)
+
+    with pytest.raises(Throttled) as info:
+        await run_with(SecondRefused(), make_job(), tmp_path, options=ROLL_AT_6S)
+    assert info.value.retry_after_s == 5
+    assert inner.servers[0].closed_by_client
 
 
 def test_session_expired_is_transient_even_while_configuring() -> None:
