@@ -3,15 +3,23 @@
 Two processes on loopback: this one runs the Voice Live simulator in sink mode pinned to CPU 0; for each
 point of the sweep a worker child pinned to CPU 1 opens N sessions with the real `SdkVoiceConnector`
 and drives each through the product's `run_session` (session.update → WirePacer → `send_audio` per
-20 ms frame → drain → close) with a synthetic frame source (a pre-made 20 ms pcm16 frame; no decoder).
-All N connect first and wait at a gate; then each starts after a random 0-20 ms offset (real jobs start
-at random phases). Kinds:
+frame → drain → close) with a synthetic frame source (a pre-made pcm16 frame of `frame_ms`; no decoder).
+All N connect first and wait at a gate; then each starts after a random offset in [0, frame_ms) (real
+jobs start at random phases). `--frame-ms` (default 20) sets the frame of the main sweep; each
+`--frame-sweep MS N...` adds a wirepacer sweep at a larger frame — the job option
+`streaming.frame_ms` ∈ {10, 20, 40, 60, 100}, i.e. fewer, larger append messages for the same audio.
+Lag is always per frame against that frame's own schedule (t0 + n·frame_ms). With `--repeat-edge` the
+largest N that held and the smallest N that failed in each sweep are run once more, and a frame size's
+capacity is the largest N at which every run held. Kinds:
   wirepacer  the product path as shipped;
   naive      the baseline: the same run_session and SDK connection, but the pacer sends and then
              sleeps frame_ms (the sample-code approach); lag is measured against the same absolute schedule;
   fast       wirepacer with a candidate hot-path speedup (pre-built append JSON → aiohttp `send_str`);
-  gcfreeze   wirepacer after `gc.freeze()` at start-up (candidate: no full collections over import-time
-             objects while streaming);
+  gcfreeze   experiment: wirepacer after `gc.freeze()` in the worker child once set up (imports, SDK
+             connector built, before connecting), so full collections skip those objects while streaming;
+  gcfreeze_gate  experiment: `gc.freeze()` once all N sessions are connected (just before the gate), so
+             full collections also skip the connections' objects (an upper bound: a real worker could
+             not freeze per job without keeping finished sessions' garbage forever);
   bare       connect + session.update only, idle (what the SDK connection alone costs, for memory).
 Per point: pooled per-frame send lag (all frames and steady state = after the first second), end drift,
 worker CPU % of its core over the steady window and per session, RSS growth per session, and the arrival
@@ -19,6 +27,7 @@ offsets the simulator saw. A last run at 300 sessions is sampled by py-spy (`uvx
 steady state; skip with `--no-profile`) to show where the worker's CPU goes.
 
     uv run python -m bench.bench_capacity [--quick] [--sessions 25 50 ...] [--seconds 60] [--no-profile]
+        [--frame-ms 20] [--frame-sweep 40 300 400 600] [--frame-sweep 100 600 1000] [--repeat-edge]
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import json
 import math
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -55,20 +65,28 @@ from worker.voice.ports import VoiceConnection
 from worker.voice.session import SessionOptions, run_session
 
 ROOT = Path(__file__).resolve().parents[1]
-FRAME_MS = 20
-FRAME_S = FRAME_MS / 1000.0
+FRAME_MS = 20  # the product default; `--frame-ms` changes the main sweep's frame
+FRAME_CHOICES = (10, 20, 40, 60, 100)  # what the job contract allows (`streaming.frame_ms`)
 FORMAT = AudioFormat("pcm16", 24000)
 LAG_LIMIT_MS = 10.0
-STEADY_AFTER_FRAMES = 50  # "steady state" = frames after the first second of each session
+STEADY_AFTER_S = 1.0  # "steady state" = frames after the first second of each session
 WARMUP_S = 2.0
-FULL_SWEEP = [25, 50, 100, 200, 300, 400, 600]
-QUICK_SWEEP = [100, 200, 300]
-KINDS = ("wirepacer", "naive", "fast", "gcfreeze", "bare")
+FULL_SWEEP = [25, 50, 100, 200, 300, 400, 600, 800]
+QUICK_SWEEP = [200, 300, 400]
+QUICK_FRAME_SWEEPS = [[40, 600, 1000]]
+FULL_FRAME_SWEEPS = [[40, 400, 600, 800, 1000, 1200], [100, 1000, 1500, 2000]]
+#: The core the worker child is pinned to, set by `run` (None: the child picks its own with `pin_to(1)`).
+_PINNING: dict[str, int | None] = {"worker_cpu": None}
+KINDS = ("wirepacer", "naive", "fast", "gcfreeze", "gcfreeze_gate", "bare")
 
 
-def _frame() -> bytes:
-    """A 20 ms 440 Hz tone at 24 kHz pcm16 (content does not change the cost; zeros would not look real)."""
-    n = FORMAT.frame_bytes(FRAME_MS) // 2
+def _steady_after(frame_ms: int) -> int:
+    return round(STEADY_AFTER_S * 1000 / frame_ms)
+
+
+def _frame(frame_ms: int) -> bytes:
+    """A 440 Hz tone at 24 kHz pcm16 (content does not change the cost; zeros would not look real)."""
+    n = FORMAT.frame_bytes(frame_ms) // 2
     samples = (int(8000 * math.sin(2 * math.pi * 440 * i / 24000)) for i in range(n))
     return b"".join(s.to_bytes(2, "little", signed=True) for s in samples)
 
@@ -116,12 +134,15 @@ class _FastAppend:
 
 class _GatedConnector:
     """Wraps the real connector: each connection waits at a gate until all N are open, then starts after
-    a random offset in [0, frame) so sessions are spread over the 20 ms cycle like independent jobs."""
+    a random offset in [0, frame) so sessions are spread over the frame cycle like independent jobs."""
 
-    def __init__(self, inner: SdkVoiceConnector, *, sessions: int, fast: bool, seed: int = 1) -> None:
+    def __init__(
+        self, inner: SdkVoiceConnector, *, sessions: int, fast: bool, frame_s: float, seed: int = 1
+    ) -> None:
         self.inner = inner
         self.sessions = sessions
         self.fast = fast
+        self.frame_s = frame_s
         self.gate = asyncio.Event()
         self.all_connected = asyncio.Event()
         self.connected = 0
@@ -137,7 +158,7 @@ class _GatedConnector:
             if self.connected >= self.sessions:
                 self.all_connected.set()
             await self.gate.wait()
-            await asyncio.sleep(self._rng.uniform(0.0, FRAME_S))
+            await asyncio.sleep(self._rng.uniform(0.0, self.frame_s))
             yield _FastAppend(conn) if self.fast else conn
 
 
@@ -146,13 +167,13 @@ async def _frames(n: int, frame: bytes) -> AsyncIterator[bytes]:
         yield frame
 
 
-def _job(i: int) -> Job:
+def _job(i: int, frame_ms: int) -> Job:
     return Job.model_validate(
         {
             "version": 1,
             "job_id": f"capacity-{i:04d}",
             "input": {"url": "https://bench.blob.core.windows.net/in/synthetic.wav"},
-            "streaming": {"pace": 1.0, "frame_ms": FRAME_MS, "trailing_silence_ms": 0},
+            "streaming": {"pace": 1.0, "frame_ms": frame_ms, "trailing_silence_ms": 0},
         }
     )
 
@@ -173,6 +194,23 @@ async def _bare(connector: SdkVoiceConnector, n: int, hold_s: float) -> dict[str
         "rss_per_session_mib": round((rss_n - rss0) / n, 3),
         "peak_rss_mib": round(peak_rss_mib(), 1),
     }
+
+
+def _core_ticks() -> tuple[int, int]:
+    """(busy, steal) clock ticks of the one CPU this process is pinned to, all processes (/proc/stat)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) != 1:
+        return (0, 0)
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpus[0]} "):
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, line.split()[1:9])
+            return (user + nice + system + irq + softirq + steal, steal)
+    return (0, 0)
+
+
+def _nivcsw() -> int:
+    """Times this process was preempted (involuntary context switches): someone else wanted its core."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
 
 
 class _GcWatch:
@@ -199,7 +237,7 @@ class _GcWatch:
         }
 
 
-async def _worker(port: int, kind: str, n: int, seconds: float) -> dict[str, Any]:
+async def _worker(port: int, kind: str, n: int, seconds: float, frame_ms: int) -> dict[str, Any]:
     inner = SdkVoiceConnector(
         endpoint=f"http://127.0.0.1:{port}",
         credential=AzureKeyCredential("devstack-key"),
@@ -208,16 +246,16 @@ async def _worker(port: int, kind: str, n: int, seconds: float) -> dict[str, Any
     if kind == "bare":
         return await _bare(inner, n, hold_s=min(seconds, 5.0))
     rss0 = rss_mib()
-    connector = _GatedConnector(inner, sessions=n, fast=kind == "fast")
-    frame, frames = _frame(), int(seconds / FRAME_S)
+    connector = _GatedConnector(inner, sessions=n, fast=kind == "fast", frame_s=frame_ms / 1000.0)
+    frame, frames = _frame(frame_ms), round(seconds * 1000 / frame_ms)
     options = SessionOptions(connect_timeout_s=600, drain_window_s=0.2)
     window: dict[str, float] = {}
 
     async def one(i: int, workdir: Path) -> Any:
         pacer_type = SleepPerFramePacer if kind == "naive" else WirePacer
-        pacer = pacer_type(Paced(1.0), frame_ms=FRAME_MS)
+        pacer = pacer_type(Paced(1.0), frame_ms=frame_ms)
         return await run_session(
-            _job(i), _frames(frames, frame), connector=connector, tools=[], audio_format=FORMAT,
+            _job(i, frame_ms), _frames(frames, frame), connector=connector, tools=[], audio_format=FORMAT,
             pacer=pacer, workdir=workdir, model_default="gpt-realtime", options=options,
         )  # fmt: skip
 
@@ -225,6 +263,8 @@ async def _worker(port: int, kind: str, n: int, seconds: float) -> dict[str, Any
         await connector.all_connected.wait()
         window["connect_s"] = time.monotonic() - t_start
         window["rss_connected_mib"] = rss_mib()
+        if kind == "gcfreeze_gate":
+            gc.freeze()  # experiment: also the N connections' objects leave the collector's generations
         connector.gate.set()
         await asyncio.sleep(WARMUP_S)
         window["cpu0"], window["wall0"], window["rss_mid_mib"] = (
@@ -232,8 +272,10 @@ async def _worker(port: int, kind: str, n: int, seconds: float) -> dict[str, Any
             time.monotonic(),
             rss_mib(),
         )
+        (window["core0"], window["steal0"]), window["nivcsw0"] = _core_ticks(), _nivcsw()
         await asyncio.sleep(max(seconds - WARMUP_S - 1.5, 1.0))
         window["cpu1"], window["wall1"] = time.process_time(), time.monotonic()
+        (window["core1"], window["steal1"]), window["nivcsw1"] = _core_ticks(), _nivcsw()
         window["rss_end_mib"] = rss_mib()
 
     gc_watch = _GcWatch()
@@ -253,18 +295,22 @@ async def _worker(port: int, kind: str, n: int, seconds: float) -> dict[str, Any
     ok = [r for r in results if not isinstance(r, BaseException)]
     failed = [r for r in results if isinstance(r, BaseException)]
     lags = [lag for r in ok for lag in r.pacing.lag_samples]
-    steady = [lag for r in ok for lag in r.pacing.lag_samples[STEADY_AFTER_FRAMES:]]
+    steady = [lag for r in ok for lag in r.pacing.lag_samples[_steady_after(frame_ms) :]]
     drifts = [r.pacing.end_drift_ms for r in ok]
     cpu_pct = (
         100.0 * (window["cpu1"] - window["cpu0"]) / (window["wall1"] - window["wall0"])
         if "cpu1" in window
         else math.nan
     )
+    hz, wall = os.sysconf("SC_CLK_TCK"), window.get("wall1", math.nan) - window.get("wall0", math.nan)
+    core_pct = 100.0 * (window.get("core1", math.nan) - window.get("core0", math.nan)) / hz / wall
     return {
         "kind": kind,
         "sessions": n,
+        "frame_ms": frame_ms,
         "audio_s": seconds,
         "frames_per_session": frames,
+        "messages_per_s": round(n * 1000 / frame_ms),
         "sessions_ok": len(ok),
         "sessions_failed": len(failed),
         "errors": dict(Counter(f"{type(e).__name__}: {e}"[:160] for e in failed)),
@@ -274,6 +320,18 @@ async def _worker(port: int, kind: str, n: int, seconds: float) -> dict[str, Any
         "end_drift_ms": {"p50": round(pct(drifts, 50), 2), "max": round(max(drifts, default=math.nan), 2)},
         "cpu_pct_of_core": round(cpu_pct, 1),
         "cpu_pct_per_session": round(cpu_pct / n, 4),
+        "worker_cpus": sorted(os.sched_getaffinity(0)),
+        "window_monotonic_s": [window.get("wall0", math.nan), window.get("wall1", math.nan)],
+        "noise": {
+            "worker_core_busy_pct": round(core_pct, 1),
+            "worker_core_others_pct": round(core_pct - cpu_pct, 1),
+            "worker_core_steal_pct": round(
+                100.0 * (window.get("steal1", math.nan) - window.get("steal0", math.nan)) / hz / wall, 1
+            ),
+            "preemptions_per_s": round(
+                (window.get("nivcsw1", math.nan) - window.get("nivcsw0", math.nan)) / wall, 1
+            ),
+        },
         "rss0_mib": round(rss0, 1),
         "rss_connected_mib": round(window.get("rss_connected_mib", math.nan), 1),
         "rss_mid_mib": round(window.get("rss_mid_mib", math.nan), 1),
@@ -296,26 +354,36 @@ def _summary(values: list[float]) -> dict[str, float]:
 # -- simulator side (this process, CPU 0) ----------------------------------------------------------------
 
 
-def _arrivals(records: list[Any]) -> dict[str, float]:
-    """Arrival offset of each append from the 20 ms grid anchored at its session's earliest arrival."""
+def _arrivals(records: list[Any], frame_s: float) -> dict[str, float]:
+    """Arrival offset of each append from the frame grid anchored at its session's earliest arrival."""
     offsets: list[float] = []
     for record in records:
         times = list(record.append_times)
         if len(times) < 2:
             continue
-        session = [t - (times[0] + i * FRAME_S) for i, t in enumerate(times)]
+        session = [t - (times[0] + i * frame_s) for i, t in enumerate(times)]
         base = min(session)
         offsets.extend((o - base) * 1000.0 for o in session)
     return {"p50": round(pct(offsets, 50), 3), "p99": round(pct(offsets, 99), 3), "n": len(offsets)}
 
 
 async def run_point(
-    sim: Any, *, kind: str, sessions: int, seconds: float, profile: Path | None = None
+    sim: Any,
+    *,
+    kind: str,
+    sessions: int,
+    seconds: float,
+    frame_ms: int = FRAME_MS,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
-    """One worker child at one N; returns its figures plus what the simulator saw."""
+    """One worker child at one N and frame size; returns its figures plus what the simulator saw."""
     before = len(sim.connections)
     cmd = [sys.executable, "-m", "bench.bench_capacity", "--worker", kind, "--port", str(sim.port)]
-    cmd += ["--sessions", str(sessions), "--seconds", str(seconds)]
+    cmd += ["--sessions", str(sessions), "--seconds", str(seconds), "--frame-ms", str(frame_ms)]
+    if (worker_cpu := _PINNING["worker_cpu"]) is not None:
+        cmd += ["--cpu", str(worker_cpu)]
+    samples: list[tuple[float, float, int, int]] = []
+    sampler = asyncio.create_task(_sample_self(samples))
     proc = await asyncio.create_subprocess_exec(
         *cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     )
@@ -324,20 +392,49 @@ async def run_point(
             sim, before=before, sessions=sessions, pid=proc.pid, seconds=seconds, out=profile
         )
     out, _ = await proc.communicate()
+    sampler.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sampler
     lines = [line for line in out.decode().splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        return {"kind": kind, "sessions": sessions, "error": f"worker exited {proc.returncode}"}
+        return {
+            "kind": kind,
+            "sessions": sessions,
+            "frame_ms": frame_ms,
+            "error": f"worker exited {proc.returncode}",
+            "holds": False,
+        }
     result: dict[str, Any] = json.loads(lines[-1])
     result["loadavg_1min_after"] = round(os.getloadavg()[0], 2)
     records = sim.connections[before:]
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(30):
             await asyncio.gather(*(r.closed.wait() for r in records))
-    result["simulator_arrival_offset_ms"] = _arrivals(records)
+    result["simulator_arrival_offset_ms"] = _arrivals(records, frame_ms / 1000.0)
+    result["simulator_cpu"] = _sim_cpu(samples, result.get("window_monotonic_s") or [])
     result["holds"] = _holds(result)
-    brief = ("kind", "sessions", "lag_ms", "cpu_pct_of_core", "rss_per_session_mib")
+    brief = ("kind", "sessions", "frame_ms", "lag_ms", "cpu_pct_of_core", "cpu_pct_per_session")
     print(json.dumps({k: result.get(k) for k in brief}), file=sys.stderr)
     return result
+
+
+async def _sample_self(out: list[tuple[float, float, int, int]]) -> None:
+    """(monotonic, process CPU, core busy ticks, steal ticks) of this (simulator) process every 0.25 s."""
+    while True:
+        out.append((time.monotonic(), time.process_time(), *_core_ticks()))
+        await asyncio.sleep(0.25)
+
+
+def _sim_cpu(samples: list[tuple[float, float, int, int]], window: list[float]) -> dict[str, float]:
+    """The simulator process's CPU % of its core, and what others used of that core, over the worker's
+    steady window (both processes read the same system-wide monotonic clock)."""
+    inside = [s for s in samples if len(window) == 2 and window[0] <= s[0] <= window[1]]
+    if len(inside) < 2:
+        return {}
+    (t0, c0, b0, _), (t1, c1, b1, _) = inside[0], inside[-1]
+    ours = 100.0 * (c1 - c0) / (t1 - t0)
+    busy = 100.0 * (b1 - b0) / os.sysconf("SC_CLK_TCK") / (t1 - t0)
+    return {"cpu_pct_of_core": round(ours, 1), "core_others_pct": round(busy - ours, 1)}
 
 
 def _holds(result: Mapping[str, Any]) -> bool:
@@ -405,36 +502,82 @@ def parse_profile(path: Path) -> dict[str, Any]:
 # -- orchestration ---------------------------------------------------------------------------------------
 
 
+async def _sweep(
+    sim: Any, *, frame_ms: int, points: list[int], seconds: float, repeat_edge: bool
+) -> list[dict[str, Any]]:
+    """Wirepacer at each N (stops after two misses in a row), then, if asked, the edge points once more:
+    the largest N that held and the smallest N that failed (their spread is the run-to-run error bar)."""
+    rows: list[dict[str, Any]] = []
+    misses = 0
+    for n in points:
+        rows.append(await run_point(sim, kind="wirepacer", sessions=n, seconds=seconds, frame_ms=frame_ms))
+        misses = 0 if rows[-1].get("holds") else misses + 1
+        if misses >= 2:
+            break
+    if repeat_edge:
+        held = [r["sessions"] for r in rows if r.get("holds")]
+        failed = [r["sessions"] for r in rows if not r.get("holds")]
+        edge = sorted({*held[-1:], *sorted(failed)[:1]} if held else set(sorted(failed)[:1]))
+        for n in edge:
+            row = await run_point(sim, kind="wirepacer", sessions=n, seconds=seconds, frame_ms=frame_ms)
+            rows.append({**row, "repeat": True})
+    return rows
+
+
+def capacity_of(rows: list[dict[str, Any]]) -> int:
+    """The largest N at which every run held (a point held once and failed once does not count)."""
+    by_n: dict[int, list[bool]] = {}
+    for r in rows:
+        by_n.setdefault(r["sessions"], []).append(bool(r.get("holds")))
+    return max((n for n, runs in by_n.items() if all(runs)), default=0)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     sweep = args.sessions or (QUICK_SWEEP if args.quick else FULL_SWEEP)
     seconds = args.seconds or (12.0 if args.quick else 60.0)
+    frame_ms: int = args.frame_ms
+    frame_sweeps = args.frame_sweep if args.frame_sweep is not None else (
+        QUICK_FRAME_SWEEPS if args.quick else FULL_FRAME_SWEEPS
+    )  # fmt: skip
+    repeat_edge = args.repeat_edge if args.repeat_edge is not None else not args.quick
+    usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     cpu = pin_to(0)
-    ours: list[dict[str, Any]] = []
+    # The child inherits this process's affinity ({cpu}); it must be told the other core explicitly, or
+    # `pin_to(1)` in a one-CPU affinity set leaves it on the simulator's core.
+    _PINNING["worker_cpu"] = next((c for c in usable if c != cpu), None)
     baseline: list[dict[str, Any]] = []
     fast: list[dict[str, Any]] = []
     frozen: list[dict[str, Any]] = []
+    frozen_gate: list[dict[str, Any]] = []
+    larger: list[dict[str, Any]] = []
     profile: dict[str, Any] | None = None
     from devstack.voicelive import Mode, VoiceLiveSimulator  # not imported by the worker child
 
     async with VoiceLiveSimulator(mode=Mode.SINK, connects_per_minute=None) as sim:
-        misses = 0
-        for n in sweep:
-            ours.append(await run_point(sim, kind="wirepacer", sessions=n, seconds=seconds))
-            misses = 0 if ours[-1].get("holds") else misses + 1
-            if misses >= 2:
-                break
-        held = [r["sessions"] for r in ours if r.get("holds")]
+        ours = await _sweep(sim, frame_ms=frame_ms, points=sweep, seconds=seconds, repeat_edge=repeat_edge)
+        for fm, *points in frame_sweeps:
+            rows = await _sweep(sim, frame_ms=fm, points=points, seconds=seconds, repeat_edge=repeat_edge)
+            larger.append({"frame_ms": fm, "capacity_sessions": capacity_of(rows), "points": rows})
         for n in args.baseline if args.baseline is not None else ([100] if args.quick else [25, 100, 300]):
-            baseline.append(await run_point(sim, kind="naive", sessions=n, seconds=seconds))
+            baseline.append(
+                await run_point(sim, kind="naive", sessions=n, seconds=seconds, frame_ms=frame_ms)
+            )
         fast_points = args.fast if args.fast is not None else ([300] if args.quick else [300, 400, 600])
         for n in fast_points:
-            fast.append(await run_point(sim, kind="fast", sessions=n, seconds=seconds))
-            frozen.append(await run_point(sim, kind="gcfreeze", sessions=n, seconds=seconds))
+            fast.append(await run_point(sim, kind="fast", sessions=n, seconds=seconds, frame_ms=frame_ms))
+            frozen.append(
+                await run_point(sim, kind="gcfreeze", sessions=n, seconds=seconds, frame_ms=frame_ms)
+            )
+            frozen_gate.append(
+                await run_point(sim, kind="gcfreeze_gate", sessions=n, seconds=seconds, frame_ms=frame_ms)
+            )
         if args.profile:
             raw = Path(tempfile.gettempdir()) / "bench-capacity-profile.txt"
             raw.unlink(missing_ok=True)
             n = args.profile_sessions
-            run_ = await run_point(sim, kind="wirepacer", sessions=n, seconds=min(seconds, 12.0), profile=raw)
+            run_ = await run_point(
+                sim, kind="wirepacer", sessions=n, seconds=min(seconds, 12.0), frame_ms=frame_ms, profile=raw
+            )
             if raw.exists():
                 tool = f"py-spy record --pid WORKER --nonblocking --rate {PROFILE_RATE} (steady state)"
                 profile = {
@@ -444,25 +587,34 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "point": run_,
                     **parse_profile(raw),
                 }
+    by_frame = {str(frame_ms): capacity_of(ours)} | {
+        str(s["frame_ms"]): s["capacity_sessions"] for s in larger
+    }
     return {
         "method": __doc__,
         "parameters": {
             "sweep": sweep,
             "audio_s": seconds,
-            "frame_ms": FRAME_MS,
+            "frame_ms": frame_ms,
+            "frame_sweeps": frame_sweeps,
+            "repeat_edge": repeat_edge,
             "pace": 1.0,
             "lag_limit_ms": LAG_LIMIT_MS,
             "simulator": "Mode.SINK, connects_per_minute=None",
             "simulator_cpu": cpu,
-            "worker_cpu": "the other",
-            "steady_after_frames": STEADY_AFTER_FRAMES,
+            "worker_cpu": _PINNING["worker_cpu"],
+            "steady_after_frames": _steady_after(frame_ms),
+            "steady_after_s": STEADY_AFTER_S,
             "cpu_window": f"gate+{WARMUP_S}s .. end-1.5s",
         },
         "results": {
-            "capacity_sessions": max(held, default=0),
+            "capacity_sessions": capacity_of(ours),
+            "capacity_by_frame_ms": by_frame,
             "wirepacer": ours,
+            "larger_frames": larger,
             "fast_append": fast,
             "gc_freeze": frozen,
+            "gc_freeze_gate": frozen_gate,
             "profile": profile,
         },
         "baseline": {"naive_sleep_per_frame": baseline},
@@ -471,23 +623,51 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="sweep 100/200/300 with 12 s of audio")
-    parser.add_argument("--sessions", type=int, nargs="+", help="the sweep (default 25 … 600)")
+    parser.add_argument("--quick", action="store_true", help="200/300/400, 40 ms: 600/1000; 12 s")
+    parser.add_argument("--sessions", type=int, nargs="+", help="the main sweep (default 25 … 800)")
     parser.add_argument("--baseline", type=int, nargs="*", help="N for the sleep-per-frame baseline")
     parser.add_argument(
         "--fast", type=int, nargs="*", help="N for the two candidates (pre-encoded append, gc.freeze)"
     )
-    parser.add_argument("--seconds", type=float, help="audio per session (default 60, quick 20)")
+    parser.add_argument("--seconds", type=float, help="audio per session (default 60, quick 12)")
+    parser.add_argument(
+        "--frame-ms", type=int, choices=FRAME_CHOICES, default=FRAME_MS, help="frame of the main sweep"
+    )
+    parser.add_argument(
+        "--frame-sweep",
+        type=int,
+        nargs="+",
+        action="append",
+        metavar="MS_THEN_N",
+        help="a wirepacer sweep at another frame: FRAME_MS N [N ...] (repeatable; quick: 40 600 1000;"
+        " full: 40 400 … 1200 and 100 1000 … 2000; give `--frame-sweep 0` for none)",
+    )
+    parser.add_argument(
+        "--repeat-edge",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the edge points of each sweep once more (default: on in full, off in quick)",
+    )
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="skip the py-spy run")
     parser.add_argument("--profile-sessions", type=int, default=300)
     parser.add_argument("--out", type=Path, default=RESULTS / "capacity.json")
     parser.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--cpu", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.frame_sweep is not None:
+        args.frame_sweep = [fs for fs in args.frame_sweep if fs != [0]]
+        for fs in args.frame_sweep:
+            if len(fs) < 2 or fs[0] not in FRAME_CHOICES:
+                parser.error(f"--frame-sweep wants FRAME_MS (one of {FRAME_CHOICES}) then N ..., got {fs}")
     if args.worker:
-        pin_to(1)
+        if args.cpu is not None:
+            os.sched_setaffinity(0, {args.cpu})
+        else:
+            pin_to(1)
         n = args.sessions[0]
-        print(json.dumps(asyncio.run(_worker(args.port, args.worker, n, args.seconds or 20.0))))
+        result = asyncio.run(_worker(args.port, args.worker, n, args.seconds or 20.0, args.frame_ms))
+        print(json.dumps(result))
         return 0
     result = asyncio.run(run(args))
     path = write_result("capacity", result, args.out)

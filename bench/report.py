@@ -112,22 +112,35 @@ def _summary(d: dict[str, Json | None]) -> list[str]:
     if cap:
         res = cap["results"]
         held = res.get("capacity_sessions")
-        tested = [r["sessions"] for r in res.get("wirepacer", [])]
+        tested = sorted({r["sessions"] for r in res.get("wirepacer", [])})
+        frame_ms = cap.get("parameters", {}).get("frame_ms", 20)
         best = next((r for r in reversed(res.get("wirepacer", [])) if r.get("holds")), None)
         naive = (cap.get("baseline", {}).get("naive_sleep_per_frame") or [{}])[0]
         rows.append(
             [
-                f"Capacity: sessions held on one core at lag p99 ≤ 10 ms (tested {tested})",
+                f"Capacity: sessions held on one core at lag p99 ≤ 10 ms, {frame_ms} ms frames "
+                f"(tested {tested})",
                 f"{held}",
                 f"sleep-per-frame at {naive.get('sessions')}: lag p99 "
                 f"{_f((naive.get('lag_ms') or {}).get('p99'), 0, ' ms')} (fails)",
                 "≥ 300",
             ]
         )
+        for sweep in res.get("larger_frames", []):
+            points = sweep.get("points", [])
+            rows.append(
+                [
+                    f"Capacity at {sweep['frame_ms']} ms frames (job option `streaming.frame_ms`; tested "
+                    f"{sorted({r['sessions'] for r in points})})",
+                    f"{sweep.get('capacity_sessions')}",
+                    f"{held} at {frame_ms} ms frames",
+                    "≥ 300",
+                ]
+            )
         if best:
             rows.append(
                 [
-                    f"Capacity: worker CPU per session (at {best['sessions']})",
+                    f"Capacity: worker CPU per session (at {best['sessions']}, {frame_ms} ms frames)",
                     _f(best.get("cpu_pct_per_session"), 3, " % of a core"),
                     _f(
                         naive.get("cpu_pct_per_session"),
@@ -257,7 +270,8 @@ def _pacing(p: Json | None) -> list[str]:
 def _cap_row(r: Json) -> list[str]:
     lag, steady = r.get("lag_ms") or {}, r.get("lag_steady_ms") or {}
     return [
-        r.get("kind", ""),
+        r.get("kind", "") + (" (repeat)" if r.get("repeat") else ""),
+        str(r.get("frame_ms", 20)),
         str(r.get("sessions")),
         _f(lag.get("p50"), 2),
         _f(lag.get("p99"), 2),
@@ -267,6 +281,8 @@ def _cap_row(r: Json) -> list[str]:
         _f(r.get("cpu_pct_of_core"), 1),
         _f(r.get("cpu_pct_per_session"), 3),
         _f((r.get("simulator_arrival_offset_ms") or {}).get("p99"), 2),
+        _f((r.get("noise") or {}).get("worker_core_others_pct"), 1),
+        _f((r.get("simulator_cpu") or {}).get("cpu_pct_of_core"), 1),
         _f((r.get("gc") or {}).get("gen2", {}).get("max_ms"), 1),
         _f(r.get("loadavg_1min_after"), 2),
         "yes" if r.get("holds") else "no",
@@ -283,23 +299,26 @@ def _capacity(c: Json | None, sink: Json | None) -> list[str]:
         "mode** in one process pinned to one core; the worker",
         "runs in a second process pinned to the other core and opens N sessions with the real",
         "`SdkVoiceConnector`, each driven by the product's `run_session` (session.update → `WirePacer` →",
-        "`send_audio` per 20 ms frame, input.pcm written per frame → drain → close). The frame source is",
-        "synthetic (a pre-made 20 ms pcm16 frame; the decoder is measured separately below). `run_session`",
+        "`send_audio` per frame, input.pcm written per frame → drain → close). The frame source is",
+        "synthetic (a pre-made pcm16 frame; the decoder is measured separately below). `run_session`",
         "is used as is: in sink mode its end-of-input drain only waits `drain_window_s` (0.2 s here).",
         "All N sessions connect first, then each starts after "
-        "a random 0–20 ms offset (independent jobs start",
-        "at random phases). Audio per session: "
+        "a random offset within one frame (independent jobs",
+        "start at random phases). The worker child is pinned to the core the simulator is not on (passed",
+        "explicitly: before that fix it inherited the simulator's one-CPU affinity). Audio per session: "
         f"{_f(params.get('audio_s'), 0)} s at pace 1.0. Lag = send time",
-        "− due time (t0 + n·20 ms) per frame, pooled over every frame of every session; *steady* drops each",
-        f"session's first {params.get('steady_after_frames')} frames. CPU is the worker's process time over "
+        "− due time (t0 + n·frame_ms) per frame, pooled over every frame of every session; *steady* drops",
+        f"each session's first second ({params.get('steady_after_frames')} frames at "
+        f"{params.get('frame_ms', 20)} ms). CPU is the worker's process time over "
         f"the window `{params.get('cpu_window')}`. A point *holds* when every session succeeded and the",
         f"all-frames lag p99 ≤ {_f(params.get('lag_limit_ms'), 0)} "
         "ms. Baseline: the same `run_session` and SDK",
-        "connection with a pacer that sends, then sleeps 20 ms (lag measured against the same schedule).",
+        "connection with a pacer that sends, then sleeps one frame (lag measured against the same schedule).",
         "",
     ]
     header = [
         "kind",
+        "frame ms",
         "N",
         "lag p50",
         "lag p99",
@@ -309,26 +328,45 @@ def _capacity(c: Json | None, sink: Json | None) -> list[str]:
         "CPU % core",
         "CPU %/session",
         "sim arrival p99",
+        "others on worker core %",
+        "sim CPU %",
         "gen2 GC max",
         "load",
         "holds",
     ]
     res = c["results"]
-    rows = [_cap_row(r) for r in res.get("wirepacer", [])]
+    rows = [_cap_row(r) for r in sorted(res.get("wirepacer", []), key=lambda r: r["sessions"])]
+    for sweep in res.get("larger_frames", []):
+        rows += [_cap_row(r) for r in sorted(sweep.get("points", []), key=lambda r: r["sessions"])]
     rows += [_cap_row(r) for r in c.get("baseline", {}).get("naive_sleep_per_frame", [])]
     rows += [_cap_row(r) for r in res.get("fast_append", [])]
     rows += [_cap_row(r) for r in res.get("gc_freeze", [])]
+    rows += [_cap_row(r) for r in res.get("gc_freeze_gate", [])]
     if (prof := res.get("profile")) and prof.get("point"):
         rows.append(_cap_row({**prof["point"], "kind": "wirepacer (py-spy attached)"}))
     out += _table(header, rows)
     out += [
-        f"**Capacity: {res.get('capacity_sessions')} sessions** held on one core in this sweep. The last",
-        "row repeats the 300-session point with the same code while py-spy samples it: where two rows at",
-        "one N disagree on *holds*, that N is at the edge on this machine and their spread is the honest",
-        "error bar. Milliseconds throughout; *sim arrival p99* is the jitter the simulator saw, from each",
-        "session's own best-fit 20 ms grid. `fast` and `gcfreeze` are the candidates under the profile.",
+        f"**Capacity: {res.get('capacity_sessions')} sessions** held (in every run) on one core in this "
+        "sweep at "
+        f"{params.get('frame_ms', 20)} ms frames. *(repeat)* rows run an edge point of a sweep once more",
+        "with the same code (`--repeat-edge`: the largest N that held and the smallest that failed), and the",
+        "py-spy row repeats a point while it is sampled: where two rows at one N disagree on *holds*, that N",
+        "is at the edge on this machine and their spread is the honest error bar; a frame size's capacity",
+        "counts only an N at which every run held. Milliseconds throughout; *sim arrival p99* is the jitter",
+        "the simulator saw, from each session's own best-fit frame grid. *others on worker core* is the",
+        "worker core's busy time (/proc/stat, all processes) minus the worker's own CPU — load that is not",
+        "ours; *sim CPU* is the simulator process's share of its core over the same window. `fast`,",
+        "`gcfreeze` and `gcfreeze_gate` are the candidates under the profile (experiments in the bench",
+        "process only, not product code).",
         "",
     ]
+    if params.get("worker_cpu") is None:
+        out += [
+            "**Caveat:** this result predates the pinning fix — the worker child inherited the simulator's",
+            "one-CPU affinity, so worker and simulator shared one core and the figures understate capacity.",
+            "",
+        ]
+    out += _frame_sizes(c)
     if sink:
         out += [
             f"For scale, the simulator alone (bench/bench_simulator_sink.py, raw aiohttp clients) used "
@@ -337,6 +375,65 @@ def _capacity(c: Json | None, sink: Json | None) -> list[str]:
             "not the limit here.",
             "",
         ]
+    return out
+
+
+def _frame_sizes(c: Json) -> list[str]:
+    """Capacity per frame size: the same product path, fewer and larger append messages per session."""
+    res, params = c["results"], c.get("parameters", {})
+    sweeps = [
+        {
+            "frame_ms": params.get("frame_ms", 20),
+            "capacity_sessions": res.get("capacity_sessions"),
+            "points": res.get("wirepacer", []),
+        },
+        *res.get("larger_frames", []),
+    ]
+    if len(sweeps) < 2:
+        return []
+    out = [
+        "### Larger frames (`streaming.frame_ms`)",
+        "",
+        "The job contract lets a job choose its frame (`streaming.frame_ms` ∈ {10, 20, 40, 60, 100}); a",
+        "larger frame sends the same audio in fewer, larger `input_audio_buffer.append` messages, so fewer",
+        "socket writes, JSON encodings and timer wake-ups per audio second. Each frame size is swept with",
+        "the same harness (`--frame-sweep MS N ...`, product `run_session` + real `SdkVoiceConnector` →",
+        "sink simulator on the other core); lag is per frame against that frame's own schedule",
+        "(t0 + n·frame_ms) and the limit stays an absolute 10 ms. The frame size is a behaviour choice a",
+        "job makes (the service receives coarser chunks), not a change of the default.",
+        "",
+    ]
+    rows = []
+    for sweep in sweeps:
+        fm, points = sweep["frame_ms"], sweep.get("points", [])
+        cap = sweep.get("capacity_sessions") or 0
+        cpu = [r["cpu_pct_per_session"] for r in points if isinstance(r.get("cpu_pct_per_session"), float)]
+        runs: dict[int, list[str]] = {}
+        for r in sorted(points, key=lambda r: r["sessions"]):
+            runs.setdefault(r["sessions"], []).append("✓" if r.get("holds") else "✗")
+        rows.append(
+            [
+                str(fm),
+                _f(1000 / fm, 0),
+                ", ".join(f"{n} {''.join(v)}" for n, v in runs.items()),
+                f"**{cap}**",
+                str(max((r["sessions"] for r in points if r.get("holds")), default=0)),
+                _f(min(cpu, default=None), 3) + (f" – {_f(max(cpu), 3)}" if len(cpu) > 1 else ""),
+                "yes" if cap >= 300 else "no",
+            ]
+        )
+    out += _table(
+        [
+            "frame ms",
+            "messages/s per session",
+            "N tested (✓ held, ✗ failed, one mark per run)",
+            "capacity (every run held)",
+            "held in some run",
+            "CPU %/session (all runs)",
+            "≥ 300",
+        ],
+        rows,
+    )
     return out
 
 
@@ -371,7 +468,8 @@ def _profile(c: Json | None) -> list[str]:
         f"- The biggest single cost is the socket write itself: {_f(sock)} % of samples are in asyncio's "
         "`transport.write` → `socket.send`, one syscall per append per session (15,000/s at 300 sessions).",
         "  Only fewer, larger messages reduce that (e.g. 40 ms frames, which the job contract already allows",
-        "  via `streaming.frame_ms`, halve it) — a behaviour change on the wire, so it stays a job option.",
+        "  via `streaming.frame_ms`, halve it) — a behaviour change on the wire, so it stays a job option;",
+        "  its measured effect on capacity is in the larger-frames table above.",
         "- JSON encoding of the append inside the SDK (`json.dumps(dict(event), default=...)`, a new",
         f"  `JSONEncoder` per call): {_f(json_)} %; base64: {_f(b64)} %; the remainder of `send_audio` is",
         "  the SDK's `isinstance(event, Mapping)` ABC check, "
@@ -386,7 +484,10 @@ def _profile(c: Json | None) -> list[str]:
         "  created, stops the loop for 30-80 ms about once per run (*gen2 GC max*) and shows in *lag",
         "  max*. Whether it moves p99 is not settled by these short runs.",
         "",
-        "Two candidates, measured in the same run, not applied (worker/ is owned elsewhere):",
+        "Candidates, measured in the same run, not applied (worker/ is owned elsewhere):",
+        "",
+        "(the *gcfreeze_gate* row, when present, freezes after all N sessions are connected instead — an",
+        "upper bound, since a real worker cannot freeze per job without keeping finished jobs' garbage).",
         "",
         "1. *fast*: build the append text directly,",
         '   `\'{"audio":"\' + b64 + \'","type":"input_audio_buffer.append"}\'`',
@@ -400,12 +501,19 @@ def _profile(c: Json | None) -> list[str]:
         "",
     ]
     gcf = {r["sessions"]: r for r in res.get("gc_freeze", [])}
+    gcg = {r["sessions"]: r for r in res.get("gc_freeze_gate", [])}
     points = sorted(set(ours) & (set(fast) | set(gcf)))
     if not points:
         return [*out, "(no point with the candidates in this run)", ""]
     rows = []
     for n in points:
-        for label, row in (("as shipped", ours.get(n)), ("fast", fast.get(n)), ("gcfreeze", gcf.get(n))):
+        variants = (
+            ("as shipped", ours.get(n)),
+            ("fast", fast.get(n)),
+            ("gcfreeze", gcf.get(n)),
+            ("gcfreeze_gate", gcg.get(n)),
+        )
+        for label, row in variants:
             if row:
                 lag = row.get("lag_ms") or {}
                 gen2 = (row.get("gc") or {}).get("gen2", {})
