@@ -22,7 +22,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from devstack.stack import INPUT_CONTAINER, RESULTS_CONTAINER, DevStack
+from devstack._standin import StandIn
+from devstack.remote import RemoteStandIn
+from devstack.stack import INPUT_CONTAINER, RESULTS_CONTAINER, DevStack, default_stand_ins
 from worker.client import JobClient
 from worker.config import Settings
 from worker.jobs import Manifest
@@ -107,7 +109,7 @@ async def run_demo(*, pace: float, out_dir: Path, console: Console) -> bool:
     started = time.monotonic()
     try:
         console.print("[bold]Starting devstack[/] (Service Bus broker, Voice Live simulator, Azurite)…")
-        async with DevStack() as stack:
+        async with DevStack(stand_ins=_stand_ins()) as stack:
             settings = _settings(stack)
             await _upload_and_enqueue(settings, stack, pace=pace)
             console.print(f"Enqueued {len(DEMO_JOBS)} jobs at pace {pace:g}; running the worker.\n")
@@ -121,6 +123,16 @@ async def run_demo(*, pace: float, out_dir: Path, console: Console) -> bool:
         restore_logging()
     console.print(_summary(rows, out_dir, time.monotonic() - started))
     return all(r.as_expected for r in rows.values())
+
+
+def _stand_ins() -> list[StandIn]:
+    """The usual stack, with the simulator transcribing for real (pocketsphinx) so transcripts and
+    reports show what the caller said. It runs in its own process, as the real service is remote: its
+    recogniser must not steal the worker's event loop (that would show up as pacing lag)."""
+    return [
+        RemoteStandIn("voicelive", "--voicelive-recognizer", "pocketsphinx") if s.name == "voicelive" else s
+        for s in default_stand_ins()
+    ]
 
 
 def _settings(stack: DevStack) -> Settings:
