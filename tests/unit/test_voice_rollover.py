@@ -17,7 +17,7 @@ from worker.pacing import Unpaced, WirePacer
 from worker.voice import FakeVoiceConnector, SessionOptions, SessionResult, run_session
 from worker.voice.ports import VoiceConnection, VoiceConnector
 from worker.voice.rollover import RolloverPolicy, boundary_silence_ms, history
-from worker.voice.testing import ScriptedVoiceService, VadTurn
+from worker.voice.testing import ScriptedTool, ScriptedVoiceService, VadTurn
 from worker.voice.timeline import AssistantResponse, Timeline, UserTurn
 from worker.voice.tools import ToolRegistry
 from worker.voice.wire import classify_error_event
@@ -219,6 +219,28 @@ async def test_manual_single_commit_commits_once_per_session(tmp_path: Path) -> 
     spans = [(t.start_ms, t.end_ms) for t in result.timeline.user_turns]
     assert spans == [(0.0, 6000.0), (6000.0, 12000.0), (12000.0, 16000.0)]
     assert len(result.timeline.responses) == 3
+
+
+async def test_work_a_session_cannot_finish_is_closed_at_the_rollover(tmp_path: Path) -> None:
+    # turn 1's response calls a tool and never finishes: the rollover drain times out, the response is
+    # recorded as cut off, and the next session answers turns 2 and 3 as usual
+    service = ScriptedVoiceService(
+        turns=[VadTurn(a, b) for a, b in THREE_TURNS],
+        tool_calls=[ScriptedTool("get_time", {})],
+        hold_tool_response_ms=10**9,
+    )
+    job = make_job(tools=["get_time"], streaming={"response_timeout_s": 0.3})
+    options = SessionOptions(drain_window_s=0.02, max_session_s=6.0)
+    result, connector = await run(service, job, tmp_path, options=options)
+
+    first, *rest = result.timeline.responses
+    assert (first.status, first.status_reason) == ("incomplete", "session_rollover")
+    assert [r.status for r in rest] == ["completed", "completed"]
+    assert [len(t.response_ids) for t in result.timeline.user_turns] == [1, 1, 1]
+    assert any(w.startswith("session rollover at 6000 ms: stopped waiting") for w in result.timeline.warnings)
+    assert any("cut off by the session rollover" in w for w in result.timeline.warnings)
+    assert len(result.timeline.tool_calls) == 0  # as at the end of input: its response never finished
+    assert service.violations == [] and len(connector.servers) == 3
 
 
 async def test_an_unexpected_session_expiry_is_transient(tmp_path: Path) -> None:

@@ -252,8 +252,7 @@ class _Session:
         self._in_flight: tuple[str, Trigger, UserTurn | str | None] | None = None  # sent, not yet created
         self._n_requests = 0
         self._calls: dict[str, list[_ToolCall]] = {}
-        self._completions: set[asyncio.Task[None]] = set()
-        self._completing = 0
+        self._completions: set[asyncio.Task[None]] = set()  # tool results on their way back
 
     def _info(self, msg: str, *args: Any) -> None:
         _log.info("job %s: " + msg, self.job.job_id, *args)
@@ -398,6 +397,7 @@ class _Session:
             events = seed_events(items, id_prefix=HISTORY_EVENT_PREFIX)
         for event in events:
             await self._send(event)
+        await self._pump()  # a response requested but never created in the previous session
 
     async def _roll_over(self, cut: Cut) -> None:
         """End the current session at this frame and continue in a new one (called by the sender, so
@@ -529,12 +529,11 @@ class _Session:
         calls = self._calls.pop(str(body.get("id") or ""), None)
         if calls:
             assert self._tg is not None
-            self._completing += 1
             task = self._tg.create_task(
                 self._complete_tools(str(body.get("id")), str(body.get("status")), calls)
             )
             self._completions.add(task)
-            task.add_done_callback(self._completions.discard)
+            task.add_done_callback(self._completion_done)
         await self._pump()
 
     async def _complete_tools(self, response_id: str, status: str, calls: list[_ToolCall]) -> None:
@@ -567,8 +566,12 @@ class _Session:
             )
             await self._request_response("tool", user_item)
         finally:
-            self._completing -= 1
             self._changed.set()
+
+    def _completion_done(self, task: asyncio.Task[None]) -> None:
+        # A done callback, not a `finally`: it also runs for a task cancelled before it ever started.
+        self._completions.discard(task)
+        self._changed.set()
 
     # --- end of input ----------------------------------------------------------------------------------
 
@@ -577,7 +580,7 @@ class _Session:
             return "a response was requested"
         if self.tracker.active_responses:
             return "a response is in progress"
-        if self._completing or self._calls:
+        if self._completions or self._calls:
             return "a tool call is running"
         if self.tracker.pending_transcriptions():
             return "a transcription is pending"
