@@ -186,6 +186,26 @@ async def test_no_silence_within_the_grace_window_forces_a_cut_with_a_warning(tm
     assert turn.end_ms == 15000 and turn.response_ids
 
 
+async def test_a_forced_cut_does_not_wait_for_the_open_turn(tmp_path: Path) -> None:
+    service = ScriptedVoiceService(turns=[VadTurn(500, 15000)])
+
+    def handler(event: Any, server: Any) -> None:
+        service.handle(event, server)
+        if event["type"] == "input_audio_buffer.append" and service.audio_ms == 1000:  # heard in session 1
+            server.emit(
+                {"type": "input_audio_buffer.speech_started", "audio_start_ms": 500, "item_id": "open"}
+            )
+
+    connector = FakeVoiceConnector(handler, on_connect=service.on_connect)
+    options = SessionOptions(drain_window_s=0.02, max_session_s=4.0, rollover_grace_s=2.0)
+    job = make_job(streaming={"response_timeout_s": 60.0})  # waiting for that turn would stall a minute
+    result = await run_with(connector, job, tmp_path, segments=[(500, 15000)], options=options)
+
+    assert [(t.start_ms, t.end_ms) for t in result.timeline.user_turns] == [(500, 6000), (12000, 15000)]
+    assert any("still open at the session rollover" in w for w in result.timeline.warnings)
+    assert not any("stopped waiting" in w for w in result.timeline.warnings)
+
+
 async def test_waits_for_silence_inside_the_grace_window(tmp_path: Path) -> None:
     # 6 s old mid-turn (6.04-9.12 is speech... here speech runs 5-9 s): cut once 700 ms of silence passed
     service = ScriptedVoiceService(turns=[VadTurn(500, 3040), VadTurn(5000, 9120)])

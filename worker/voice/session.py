@@ -416,7 +416,7 @@ class _Session:
         if self.manual and self.segmenter is None and cut_ms > old.segment.start_ms:
             await self._commit(Utterance(old.segment.start_ms, cut_ms))
         self._info("session %d: rolling over at %.0f ms (%s)", old.segment.index, cut_ms, cut)
-        await self._drain(f"session rollover at {cut_ms:.0f} ms")
+        await self._drain(f"session rollover at {cut_ms:.0f} ms", open_turns=cut == "forced")
         old.segment.end_ms = cut_ms
         self._cancel_tools()
         if self._in_flight is not None:  # requested, never created: ask the next session instead
@@ -575,7 +575,9 @@ class _Session:
 
     # --- end of input ----------------------------------------------------------------------------------
 
-    def _busy(self) -> str | None:
+    def _busy(self, *, open_turns: bool = False) -> str | None:
+        """Why the session is not done yet; `open_turns`: a user turn still open does not count (a
+        forced cut ends the session mid-speech, so that turn cannot close)."""
         if self._in_flight is not None or self._requests:
             return "a response was requested"
         if self.tracker.active_responses:
@@ -584,18 +586,18 @@ class _Session:
             return "a tool call is running"
         if self.tracker.pending_transcriptions():
             return "a transcription is pending"
-        if self.tracker.open_vad_turns():
+        if not open_turns and self.tracker.open_vad_turns():
             return "a user turn is still open"
         return None
 
-    async def _drain(self, what: str) -> bool:
+    async def _drain(self, what: str, *, open_turns: bool = False) -> bool:
         """Wait until the session has answered everything it was sent (see the module docstring)."""
         timeout_s = self.job.streaming.response_timeout_s
         deadline = self.clock() + timeout_s
         while True:
             self._changed.clear()
             now = self.clock()
-            busy = self._busy()
+            busy = self._busy(open_turns=open_turns)
             quiet_s = now - self._last_event_at
             if busy is None and quiet_s >= self.opt.drain_window_s:
                 return True
