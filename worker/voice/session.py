@@ -3,9 +3,10 @@
 Shape (DESIGN.md §8): connect under our own timeout → `session.update`, wait for `session.updated` →
 seed the conversation → a sender (the `WirePacer`) and a receiver (events → `Tracker`) run in one
 TaskGroup, so the first failure cancels the rest → after the input (and its trailing silence) is sent,
-drain: no response requested or in progress, no tool running, transcriptions complete, no open VAD turn,
-and `drain_window_s` without events — bounded by `job.streaming.response_timeout_s` (a timeout is a
-warning, not a failure). `response.create` is only ever sent when no response is active (`_pump`).
+drain (drain.py: nothing requested, in progress, running or pending, and `drain_window_s` without
+events — bounded by `job.streaming.response_timeout_s`; a timeout is a warning, not a failure).
+Function calls run in the tool loop (toolloop.py); `response.create` is only ever sent when no
+response is active (responses.py). Options, result and error ranking: values.py.
 
 Long inputs run as a chain of sessions (rollover.py): when the current one is `max_session_s` old, at
 the next silence boundary the sender stops, drains that session as at the end of input (no trailing
@@ -19,14 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
-
-from opentelemetry.trace import Status, StatusCode
 
 from worker.audio.convert import g711_to_pcm16
 from worker.audio.formats import AudioFormat
@@ -34,18 +31,20 @@ from worker.errors import Transient
 from worker.jobs import Job
 from worker.metrics import instruments
 from worker.pacing import PacingStats, WirePacer
-from worker.telemetry import Attr, SpanName, content_enabled, tracer
+from worker.telemetry import Attr, SpanName, tracer
+from worker.voice.drain import drain, pending_work
 from worker.voice.ports import VoiceConnector
+from worker.voice.responses import ResponseRequests
 from worker.voice.rollover import Cut, Leg, RolloverPolicy, boundary_silence_ms, history, open_leg
-from worker.voice.timeline import SessionSegment, Timeline, ToolCallRecord, UserTurn
-from worker.voice.tools import Tool, ToolOutcome, ToolRunner
-from worker.voice.tracker import RESPONSE_TAG, EventLog, Tracker, Trigger
+from worker.voice.timeline import SessionSegment, Timeline
+from worker.voice.toolloop import ToolLoop
+from worker.voice.tools import Tool, ToolRunner
+from worker.voice.tracker import EventLog, Tracker
 from worker.voice.turns import EnergySegmenter, Utterance
 from worker.voice.values import SessionOptions, SessionResult, describe, most_relevant
 from worker.voice.wire import (
     HISTORY_EVENT_PREFIX,
     classify_error_event,
-    function_output_event,
     seed_events,
     session_update_event,
 )
@@ -97,15 +96,6 @@ async def run_session(
             instruments().audio_streamed.add(pacer.audio_ms_sent / 1000.0)
         describe(span, result)
         return result
-
-
-@dataclass
-class _ToolCall:
-    call_id: str
-    name: str
-    arguments: str
-    start_ms: float
-    task: asyncio.Task[ToolOutcome]
 
 
 class _Session:
@@ -170,11 +160,8 @@ class _Session:
         self._cut: Cut | None = None  # decided at one input frame, made before the next one
         self._last_event_at = self.clock()
         self._t_end: float | None = None
-        self._requests: deque[tuple[str, Trigger, UserTurn | str | None]] = deque()
-        self._in_flight: tuple[str, Trigger, UserTurn | str | None] | None = None  # sent, not yet created
-        self._n_requests = 0
-        self._calls: dict[str, list[_ToolCall]] = {}
-        self._completions: set[asyncio.Task[None]] = set()  # tool results on their way back
+        self.responses = ResponseRequests(self.tracker, send=self._send)
+        self._tools: ToolLoop | None = None  # made with the TaskGroup that owns its tasks
 
     def _info(self, msg: str, *args: Any) -> None:
         _log.info("job %s: " + msg, self.job.job_id, *args)
@@ -191,6 +178,11 @@ class _Session:
             self._input = stack.enter_context((self.workdir / "input.pcm").open("wb"))
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
+                self._tools = ToolLoop(
+                    self.runner, self.tracker, tasks=tg, send=self._send,
+                    request_response=self.responses.request, changed=self._changed,
+                    input_ms=self._input_ms, info=self._info,
+                )  # fmt: skip
                 await self._open_leg(start_ms=0.0, reason="start")
                 stats = await self._stream(frames)
                 drained = await self._drain("end of input")
@@ -200,7 +192,7 @@ class _Session:
                 self._leg.segment.end_ms = self._streamed_ms
                 self._leg.closing = True
                 self._leg.receiver.cancel()
-                self._cancel_tools()
+                self._tools.cancel()
         timeline = self.tracker.finish()
         first = self.legs[0].segment
         session = self.tracker.session
@@ -267,7 +259,7 @@ class _Session:
             "manual turn %d committed (%.0f-%.0f ms)", turn.index, utterance.start_ms, utterance.end_ms
         )
         if respond:
-            await self._request_response("manual")
+            await self.responses.request("manual")
 
     async def _send(self, event: Mapping[str, Any]) -> None:
         assert self._leg is not None
@@ -319,7 +311,7 @@ class _Session:
             events = seed_events(items, id_prefix=HISTORY_EVENT_PREFIX)
         for event in events:
             await self._send(event)
-        await self._pump()  # a response requested but never created in the previous session
+        await self.responses.pump()  # a response requested but never created in the previous session
 
     async def _roll_over(self, cut: Cut) -> None:
         """End the current session at this frame and continue in a new one (called by the sender, so
@@ -340,41 +332,18 @@ class _Session:
         self._info("session %d: rolling over at %.0f ms (%s)", old.segment.index, cut_ms, cut)
         await self._drain(f"session rollover at {cut_ms:.0f} ms", open_turns=cut == "forced")
         old.segment.end_ms = cut_ms
-        self._cancel_tools()
-        if self._in_flight is not None:  # requested, never created: ask the next session instead
-            self._requests.appendleft(self._in_flight)
-            self._in_flight = None
+        assert self._tools is not None
+        self._tools.cancel()
+        self.responses.carry_over()  # requested, never created: ask the next session instead
         await old.close()
         self.tracker.abandon_session(cut_ms, self.clock())
         await self._open_leg(start_ms=cut_ms, reason="forced" if cut == "forced" else "rollover")
 
-    def _cancel_tools(self) -> None:
-        """Tool runs (and their follow-ups) still going after a drain timeout cannot be answered any more."""
-        for calls in self._calls.values():
-            for call in calls:
-                call.task.cancel()
-        self._calls.clear()
-        for task in self._completions:
-            task.cancel()
-
-    # --- responses: never `response.create` while one is active ------------------------------------
-
-    async def _request_response(self, trigger: Trigger, answers: UserTurn | str | None = None) -> None:
-        self._n_requests += 1
-        self._requests.append((str(self._n_requests), trigger, answers))
-        await self._pump()
-
-    async def _pump(self) -> None:
-        if self._in_flight is not None or self.tracker.active_responses or not self._requests:
-            return
-        self._in_flight = self._requests.popleft()
-        self.tracker.expect_response(*self._in_flight)
-        tag = self._in_flight[0]
-        await self._send({"type": "response.create", "response": {"metadata": {RESPONSE_TAG: tag}}})
-
     # --- receiving -------------------------------------------------------------------------------------
 
     async def _receive(self, leg: Leg) -> None:
+        tools = self._tools
+        assert tools is not None
         async for event in leg.conn.events():
             now = self._last_event_at = self.clock()
             if self._events is not None:
@@ -389,11 +358,12 @@ class _Session:
             if etype == "session.updated":
                 leg.configured.set()
             elif etype == "response.created":
-                self._in_flight = None
+                self.responses.created()
             elif etype == "response.function_call_arguments.done":
-                self._start_tool(event, now)
+                tools.start(event, now)
             elif etype == "response.done":
-                await self._after_response(event)
+                tools.after_response(event)
+                await self.responses.pump()
             self._changed.set()
         if not leg.closing:
             raise Transient(
@@ -409,131 +379,23 @@ class _Session:
             _log.warning("job %s: fatal Voice Live error: %s", self.job.job_id, failure)
             raise failure
         self.tracker.warn(f"Voice Live error (ignored): {error.get('code')}: {error.get('message')}")
-        if error.get("code") == "conversation_already_has_active_response" and self._in_flight is not None:
-            # Our response.create lost a race with a server-VAD response: ask again when that one is done.
-            self.tracker.forget_expected(self._in_flight[0])
-            self._requests.appendleft(self._in_flight)
-            self._in_flight = None
-
-    # --- tools -----------------------------------------------------------------------------------------
-
-    def _start_tool(self, event: Mapping[str, Any], now: float) -> None:
-        assert self._tg is not None
-        name, arguments = str(event.get("name") or ""), str(event.get("arguments") or "")
-        call_id, rid = str(event.get("call_id") or ""), str(event.get("response_id") or "")
-        task = self._tg.create_task(
-            self._run_tool(name, arguments, call_id, rid), name=f"tool-{name}-{call_id}"
-        )
-        self._calls.setdefault(rid, []).append(_ToolCall(call_id, name, arguments, self._input_ms(now), task))
-        self._info("tool call %s (%s) started", name, call_id)
-
-    async def _run_tool(self, name: str, arguments: str, call_id: str, response_id: str) -> ToolOutcome:
-        """One `tool <name>` span per call; the arguments go on it only with TRACE_CONTENT=true."""
-        attributes: dict[str, str] = {
-            Attr.TOOL_NAME: name, Attr.TOOL_CALL_ID: call_id, Attr.RESPONSE_ID: response_id
-        }  # fmt: skip
-        if content_enabled():
-            attributes[Attr.TOOL_ARGUMENTS] = arguments
-        with tracer().start_as_current_span(SpanName.TOOL_PREFIX + name, attributes=attributes) as span:
-            outcome = await self.runner.run(name, arguments)
-            span.set_attribute(Attr.TOOL_SOURCE, outcome.source)
-            span.set_attribute(Attr.TOOL_DURATION_MS, round(outcome.duration_ms, 1))
-            span.set_attribute(Attr.TOOL_ERROR, outcome.error is not None)
-            if outcome.error is not None:
-                span.set_status(Status(StatusCode.ERROR, "tool error"))
-            instruments().tool_duration.record(
-                outcome.duration_ms, {"tool": name, "outcome": "error" if outcome.error else "ok"}
-            )
-            return outcome
-
-    async def _after_response(self, event: Mapping[str, Any]) -> None:
-        body = event.get("response") or {}
-        calls = self._calls.pop(str(body.get("id") or ""), None)
-        if calls:
-            assert self._tg is not None
-            task = self._tg.create_task(
-                self._complete_tools(str(body.get("id")), str(body.get("status")), calls)
-            )
-            self._completions.add(task)
-            task.add_done_callback(self._completion_done)
-        await self._pump()
-
-    async def _complete_tools(self, response_id: str, status: str, calls: list[_ToolCall]) -> None:
-        try:
-            outcomes = [await call.task for call in calls]
-            for call, outcome in zip(calls, outcomes, strict=True):
-                self.tracker.timeline.tool_calls.append(
-                    ToolCallRecord(
-                        call_id=call.call_id,
-                        name=call.name,
-                        response_id=response_id,
-                        arguments=call.arguments,
-                        result=outcome.result,
-                        error=outcome.error,
-                        source=outcome.source,
-                        start_ms=call.start_ms,
-                        duration_ms=outcome.duration_ms,
-                    )
-                )
-                self._info(
-                    "tool call %s (%s) %s", call.name, call.call_id, "failed" if outcome.error else "ok"
-                )
-            if status != "completed":
-                self.tracker.warn(f"response {response_id} ended {status}; its tool results were not sent")
-                return
-            for call, outcome in zip(calls, outcomes, strict=True):
-                await self._send(function_output_event(call.call_id, outcome.output()))
-            user_item = (
-                self.tracker.timeline.responses[-1].user_item_id if self.tracker.timeline.responses else None
-            )
-            await self._request_response("tool", user_item)
-        finally:
-            self._changed.set()
-
-    def _completion_done(self, task: asyncio.Task[None]) -> None:
-        # A done callback, not a `finally`: it also runs for a task cancelled before it ever started.
-        self._completions.discard(task)
-        self._changed.set()
+        if error.get("code") == "conversation_already_has_active_response":
+            self.responses.refused()  # ours lost a race with a server-VAD response: ask again after it
 
     # --- end of input ----------------------------------------------------------------------------------
 
-    def _busy(self, *, open_turns: bool = False) -> str | None:
-        """Why the session is not done yet; `open_turns`: a user turn still open does not count (a
-        forced cut ends the session mid-speech, so that turn cannot close)."""
-        if self._in_flight is not None or self._requests:
-            return "a response was requested"
-        if self.tracker.active_responses:
-            return "a response is in progress"
-        if self._completions or self._calls:
-            return "a tool call is running"
-        if self.tracker.pending_transcriptions():
-            return "a transcription is pending"
-        if not open_turns and self.tracker.open_vad_turns():
-            return "a user turn is still open"
-        return None
-
     async def _drain(self, what: str, *, open_turns: bool = False) -> bool:
         """Wait until the session has answered everything it was sent (see the module docstring)."""
-        timeout_s = self.job.streaming.response_timeout_s
-        deadline = self.clock() + timeout_s
-        while True:
-            self._changed.clear()
-            now = self.clock()
-            busy = self._busy(open_turns=open_turns)
-            quiet_s = now - self._last_event_at
-            if busy is None and quiet_s >= self.opt.drain_window_s:
-                return True
-            if now >= deadline:
-                self.tracker.warn(
-                    f"{what}: stopped waiting after {timeout_s:g} s ({busy or 'events kept arriving'})"
-                )
-                return False
-            wait_s = deadline - now if busy else min(deadline - now, self.opt.drain_window_s - quiet_s)
-            try:
-                async with asyncio.timeout(max(wait_s, 0.0)):
-                    await self._changed.wait()
-            except TimeoutError:
-                pass
+
+        def busy() -> str | None:
+            tools = self._tools
+            return pending_work(self.tracker, responses=self.responses, tools=tools, open_turns=open_turns)
+
+        return await drain(
+            what, busy=busy, changed=self._changed, last_event_at=lambda: self._last_event_at,
+            clock=self.clock, window_s=self.opt.drain_window_s,
+            timeout_s=self.job.streaming.response_timeout_s, warn=self.tracker.warn,
+        )  # fmt: skip
 
     def _input_ms(self, now: float) -> float:
         """Arrival time → input clock. After the input ended the clock keeps running at pace (1× unpaced),
