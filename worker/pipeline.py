@@ -196,6 +196,8 @@ class _Run:
                     # Decode the first frame before opening a session: undecodable input fails here
                     # without spending a Voice Live connection (they are rate-limited per resource).
                     first = await anext(frames)
+                    if (declared := frames.facts.declared_duration_s) is not None:
+                        self.progress.input_ms_total = declared * 1000  # for progress bars only
                     pacer = WirePacer(
                         Paced(spec.pace) if spec.pace > 0 else Unpaced(),
                         frame_ms=spec.frame_ms,
