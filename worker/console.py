@@ -25,21 +25,23 @@ async def show_progress(progress: JobProgress, console: Console) -> AsyncIterato
     bar = Progress(
         TextColumn("[bold]{task.fields[job]}"),
         BarColumn(),
-        TextColumn("{task.completed:.1f}/{task.total:.1f} s"),
+        TextColumn("{task.fields[audio]}"),
         TextColumn("{task.fields[state]} · turns {task.fields[turns]} · responses {task.fields[responses]}"),
         TimeElapsedColumn(),
         console=console,
         transient=True,
     )
-    task = bar.add_task("job", total=None, job=progress.job_id, state="", turns=0, responses=0)
+    task = bar.add_task("job", total=None, job=progress.job_id, state="", turns=0, responses=0, audio="")
 
     async def refresh() -> None:
         while True:
             total = progress.input_ms_total / 1000 if progress.input_ms_total else None
+            streamed = min(progress.streamed_ms / 1000, total or float("inf"))
             bar.update(
                 task,
-                completed=progress.streamed_ms / 1000,
+                completed=streamed,
                 total=total,
+                audio=f"{streamed:.1f}/{total:.1f} s" if total else f"{streamed:.1f} s",
                 state=progress.state,
                 turns=progress.turns,
                 responses=progress.responses,
