@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import re
 import shutil
 import signal
 import subprocess
 from pathlib import Path
 from types import TracebackType
+
+from devstack._process import discard, stop_group, stop_task
 
 __all__ = ["DEV_ACCOUNT", "DEV_KEY", "Azurite", "AzuriteError", "add_arguments", "from_args"]
 
@@ -94,7 +95,7 @@ class Azurite:
             await self.aclose()
             raise
         assert self._proc.stdout is not None
-        self._drain = asyncio.create_task(_discard(self._proc.stdout), name="azurite-output")
+        self._drain = asyncio.create_task(discard(self._proc.stdout), name="azurite-output")
         if self.containers:
             await self._create_containers()
 
@@ -120,20 +121,9 @@ class Azurite:
     async def aclose(self) -> None:
         """Stop the server's whole process group (SIGTERM, then SIGKILL after 5 s). Safe to call twice."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 5.0)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
-        if self._drain is not None:
-            self._drain.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._drain
-            self._drain = None
+        await stop_group(proc, sig=signal.SIGTERM, grace_s=5.0)
+        drain, self._drain = self._drain, None
+        await stop_task(drain)
 
     async def __aenter__(self) -> Azurite:
         await self.start()
@@ -143,12 +133,6 @@ class Azurite:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
-
-
-async def _discard(stream: asyncio.StreamReader) -> None:
-    """Keep reading so a chatty Azurite never blocks on a full pipe."""
-    while await stream.read(65536):
-        pass
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

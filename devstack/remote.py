@@ -4,11 +4,11 @@ simulator's speech recogniser) cannot stall the caller's event loop, just as a r
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
 import sys
 from types import TracebackType
+
+from devstack._process import discard, stop_group, stop_task
 
 __all__ = ["RemoteStandIn"]
 
@@ -45,7 +45,7 @@ class RemoteStandIn:
             await self.aclose()
             raise
         assert self._proc.stdout is not None
-        self._drain = asyncio.create_task(_discard(self._proc.stdout), name=f"{self.name}-output")
+        self._drain = asyncio.create_task(discard(self._proc.stdout), name=f"{self.name}-output")
 
     async def _read_settings(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
@@ -60,20 +60,9 @@ class RemoteStandIn:
     async def aclose(self) -> None:
         """SIGINT (a clean stop), then SIGKILL to the whole group after 10 s. Safe to call twice."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGINT)
-            try:
-                await asyncio.wait_for(proc.wait(), 10.0)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
-        if self._drain is not None:
-            self._drain.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._drain
-            self._drain = None
+        await stop_group(proc, sig=signal.SIGINT, grace_s=10.0)
+        drain, self._drain = self._drain, None
+        await stop_task(drain)
 
     async def __aenter__(self) -> RemoteStandIn:
         await self.start()
@@ -83,8 +72,3 @@ class RemoteStandIn:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
-
-
-async def _discard(stream: asyncio.StreamReader) -> None:
-    while await stream.read(65536):
-        pass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,8 +11,7 @@ from typing import Any
 from worker.client import DeadLetter, JobClient
 from worker.clients import open_clients
 from worker.config import Settings
-from worker.errors import InvalidMessage
-from worker.jobs import Manifest
+from worker.jobs import Manifest, read_job_file
 from worker.storage import BlobArtifacts
 
 __all__ = ["build_jobs", "dead_letters", "read_manifest", "redrive", "send_jobs"]
@@ -23,15 +21,7 @@ def build_jobs(
     *, input_url: str | None, job_file: Path | None, job_id: str | None, count: int
 ) -> list[dict[str, Any]]:
     """N job bodies from `--input` or `--job`; with N > 1 ids get a `-0001` style suffix."""
-    if job_file is not None:
-        try:
-            base = json.loads(job_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InvalidMessage(f"cannot read job file {job_file}: {exc}") from None
-        if not isinstance(base, dict):
-            raise InvalidMessage(f"job file {job_file} must hold a JSON object")
-    else:
-        base = {"version": 1, "input": {"url": input_url}}
+    base = read_job_file(job_file) if job_file is not None else {"version": 1, "input": {"url": input_url}}
     root = job_id or base.get("job_id") or f"job-{uuid.uuid4().hex[:12]}"
     if count == 1:
         return [base | {"job_id": root}]

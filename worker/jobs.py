@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -39,6 +40,7 @@ __all__ = [
     "ToolFixture",
     "TurnDetection",
     "parse_job",
+    "read_job_file",
 ]
 
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -176,6 +178,18 @@ class ParsedJob(BaseModel):
     job: Job
     input: BlobRef
     output: BlobRef
+
+
+def read_job_file(path: Path) -> dict[str, Any]:
+    """A job template from a local JSON file (for `process --job` / `enqueue --job`); `InvalidMessage`
+    when it cannot be read or is not a JSON object. The caller completes and validates it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidMessage(f"cannot read job file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidMessage(f"job file {path} must hold a JSON object")
+    return data
 
 
 def parse_job(body: bytes | str, *, policy: BlobPolicy) -> ParsedJob:

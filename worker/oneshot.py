@@ -3,7 +3,6 @@ blob prefix out — through exactly the same pipeline the queue worker runs."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,8 @@ from pydantic import ValidationError
 from worker.blobs import LOCAL_FILES, BlobRef
 from worker.clients import open_clients
 from worker.config import Settings
-from worker.errors import InvalidJob, InvalidMessage
-from worker.jobs import Job, ParsedJob
+from worker.errors import InvalidJob
+from worker.jobs import Job, ParsedJob, read_job_file
 from worker.pipeline import JobOutcome, JobProgress, Ports, process_job
 from worker.storage import ArtifactStore, BlobArtifacts, BlobInput, InputSource, LocalArtifacts, LocalInput
 from worker.telemetry import Attr, SpanName, tracer
@@ -34,12 +33,7 @@ def build_job(input_arg: str, job_file: Path | None) -> Job:
     """The job from `--job` (if given) with its input replaced by INPUT; otherwise a default job."""
     data: dict[str, Any]
     if job_file is not None:
-        try:
-            data = json.loads(job_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InvalidMessage(f"cannot read job file {job_file}: {exc}") from None
-        if not isinstance(data, dict):
-            raise InvalidMessage(f"job file {job_file} must hold a JSON object")
+        data = read_job_file(job_file)
     else:
         stem = re.sub(r"[^A-Za-z0-9._-]", "-", Path(input_arg.rstrip("/")).stem)[:100] or "job"
         data = {"version": 1, "job_id": stem if stem[0].isalnum() else f"job-{stem}"}
