@@ -21,6 +21,19 @@ def _load(results: Path, name: str) -> Json | None:
     return data
 
 
+def _held(points: list[dict[str, Any]], every: int | None) -> str:
+    """ "N in every run", plus the largest N that held in some run when the machine's noise made the
+    repeats disagree (a shared machine: one stall fails a point)."""
+    runs: dict[int, list[bool]] = {}
+    for point in points:
+        runs.setdefault(point["sessions"], []).append(bool(point.get("holds")))
+    some = max((n for n, held in runs.items() if any(held)), default=0)
+    text = f"{every or 0} in every run"
+    if some > (every or 0):
+        text += f"; {some} in {sum(runs[some])} of {len(runs[some])} runs"
+    return text
+
+
 def _f(value: Any, digits: int = 1, unit: str = "") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
@@ -92,9 +105,19 @@ def _summary(d: dict[str, Json | None]) -> list[str]:
         top = max(r["concurrency"] for r in pacing["results"])
         ours, naive = by.get(("WirePacer", top), {}), by.get(("SleepPerFramePacer", top), {})
         secs = _f(pacing.get("audio_s_per_pacer"), 0)
+        one, one_naive = by.get(("WirePacer", 1), {}), by.get(("SleepPerFramePacer", 1), {})
+        if one:
+            rows.append(
+                [
+                    f"Pacing: end drift after {secs} s, 1 session",
+                    _f(one.get("end_drift_ms_max"), 1, " ms"),
+                    _f(one_naive.get("end_drift_ms_max"), 1, " ms"),
+                    "≤ 2 ms (after 10 min)",
+                ]
+            )
         rows.append(
             [
-                f"Pacing: end drift after {secs} s, {top} sessions (max)",
+                f"Pacing: end drift after {secs} s, {top} sessions (max; see the pacing note)",
                 _f(ours.get("end_drift_ms_max"), 1, " ms"),
                 _f(naive.get("end_drift_ms_max"), 1, " ms"),
                 "≤ 2 ms (after 10 min)",
@@ -120,7 +143,7 @@ def _summary(d: dict[str, Json | None]) -> list[str]:
             [
                 f"Capacity: sessions held on one core at lag p99 ≤ 10 ms, {frame_ms} ms frames "
                 f"(tested {tested})",
-                f"{held}",
+                _held(res.get("wirepacer", []), held),
                 f"sleep-per-frame at {naive.get('sessions')}: lag p99 "
                 f"{_f((naive.get('lag_ms') or {}).get('p99'), 0, ' ms')} (fails)",
                 "≥ 300",
@@ -132,8 +155,8 @@ def _summary(d: dict[str, Json | None]) -> list[str]:
                 [
                     f"Capacity at {sweep['frame_ms']} ms frames (job option `streaming.frame_ms`; tested "
                     f"{sorted({r['sessions'] for r in points})})",
-                    f"{sweep.get('capacity_sessions')}",
-                    f"{held} at {frame_ms} ms frames",
+                    _held(points, sweep.get("capacity_sessions")),
+                    f"{_held(res.get('wirepacer', []), held)} at {frame_ms} ms frames",
                     "≥ 300",
                 ]
             )
@@ -253,17 +276,30 @@ def _pacing(p: Json | None) -> list[str]:
         ]
         for r in p["results"]
     ]
-    return out + _table(
-        [
-            "pacer",
-            "sessions",
-            "lag p50 ms",
-            "lag p99 ms",
-            "lag max ms",
-            "end drift max ms",
-            "CPU % per pacer",
-        ],
-        rows,
+    note = [
+        "",
+        "End drift is measured when a stream's last frame has played out (t0 + frames·frame_ms), after",
+        "the pacer's final sleep. When 100 streams end at the same instant, as here, their wake-ups queue",
+        "behind each other's end-of-stream bookkeeping, so the last one wakes tens of ms late although no",
+        "frame was late on the wire: per-frame lag max bounds how late any audio actually went out. Jobs in",
+        "production start at independent times, and a single stream's drift is what the 1-session row shows.",
+        "",
+    ]
+    return (
+        out
+        + _table(
+            [
+                "pacer",
+                "sessions",
+                "lag p50 ms",
+                "lag p99 ms",
+                "lag max ms",
+                "end drift max ms",
+                "CPU % per pacer",
+            ],
+            rows,
+        )
+        + note
     )
 
 
