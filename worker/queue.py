@@ -149,6 +149,10 @@ class QueueConsumer:
         # One send at a time: concurrent sends on one pyamqp sender can wedge its connection
         # (observed: every later send stuck in auth_complete). Retries are rare; the lock costs nothing.
         self._send_lock = asyncio.Lock()
+        # One management operation at a time on the receiver: concurrent lock renewals race inside
+        # pyamqp's management link ("Management Operation error occurred", handler shut down) — seen
+        # with 50 jobs in flight even after the link was warmed.
+        self._mgmt_lock = asyncio.Lock()
 
     @property
     def connected(self) -> bool:
@@ -188,7 +192,10 @@ class QueueConsumer:
             on_failure(message, error)
 
         self._renewer.register(
-            self._receiver, message.raw, max_lock_renewal_duration=budget_s, on_lock_renew_failure=failed
+            _SerialRenewals(self._receiver, self._mgmt_lock),  # type: ignore[arg-type]
+            message.raw,
+            max_lock_renewal_duration=budget_s,
+            on_lock_renew_failure=failed,
         )
 
     async def complete(self, message: JobMessage) -> None:
@@ -246,6 +253,18 @@ class QueueConsumer:
     async def aclose(self) -> None:
         await self._renewer.close()
         await self.reset()
+
+
+class _SerialRenewals:
+    """What AutoLockRenewer needs of a receiver (`renew_message_lock`), one renewal at a time."""
+
+    def __init__(self, receiver: ServiceBusReceiver, lock: asyncio.Lock) -> None:
+        self._receiver = receiver
+        self._lock = lock
+
+    async def renew_message_lock(self, message: ServiceBusReceivedMessage, **kwargs: Any) -> datetime:
+        async with self._lock:
+            return await self._receiver.renew_message_lock(message, **kwargs)
 
 
 def _properties(properties: Mapping[str, str], *, attempt: int, throttled: bool) -> dict[str | bytes, Any]:

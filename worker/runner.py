@@ -108,6 +108,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock_lost: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Task[None]] = set()  # past processing: a lost lock no longer cancels
         self.is_running = False
         self.counters = {"received": 0, "succeeded": 0, "duplicate": 0, "dead_lettered": 0, "retried": 0,
                          "abandoned": 0, "lock_lost": 0}  # fmt: skip
@@ -181,6 +182,7 @@ class Worker:
     def _job_finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._lock_lost.discard(task)
+        self._settling.discard(task)
         self._slots.release()
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("job task crashed", exc_info=exc)
@@ -247,6 +249,9 @@ class Worker:
             self._emit(JobEvent(job_id, "running", progress))
 
             def lock_failed(_: JobMessage, error: BaseException | None) -> None:
+                if task in self._settling:  # settlement itself will find out (LockLost) and not settle
+                    log.warning("lock renewal for %s failed (%r) while settling", job_id, error)
+                    return
                 log.warning("lock renewal for %s failed (%r): cancelling the job", job_id, error)
                 self._lock_lost.add(task)
                 task.cancel("lock lost")
@@ -278,6 +283,7 @@ class Worker:
                 max(settlement.delay_s, self._backoff(message.attempt, self._options.retry_base_s,
                                                       self._options.retry_cap_s))
             )  # fmt: skip
+        self._settling.add(task)
         await self._settle(message, parsed, settlement, started)
         self._emit(JobEvent(job_id, settlement.action, progress, settlement.reason))
 

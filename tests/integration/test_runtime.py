@@ -15,6 +15,7 @@ from worker.admission import TokenBucket
 from worker.runner import RunnerOptions
 
 pytestmark = pytest.mark.integration
+SUCCEEDED = {"complete", "duplicate"}  # a job's final settlement when it succeeded (duplicate: on redelivery)
 
 
 async def test_success_and_duplicate(azurite: Azurite, voicelive: VoiceLiveSimulator) -> None:
@@ -138,7 +139,13 @@ async def test_connect_rate_limit_holds_under_a_burst(
         bucket = TokenBucket(600, burst=5)  # 10 new sessions per second after a burst of 5
         options = RunnerOptions(max_concurrent_jobs=50, receive_wait_s=0.5, **FAST_RETRY)
         run = await s.run_until_settled(options=options, bucket=bucket, timeout_s=120)
-        assert Counter(run.actions().values()) == Counter({"complete": 50})
+        # Delivery is at-least-once: a redelivery after a lock hiccup ends as "duplicate", never as a
+        # second run — every job still has exactly one succeeded manifest.
+        assert set(run.actions().values()) <= SUCCEEDED
+        assert len(run.actions()) == 50
+        for body in bodies:
+            manifest = await s.manifest(body["job_id"])
+            assert manifest is not None and manifest.status == "succeeded"
         times = sorted(c.accepted_at for c in voicelive.connections[before:] if c.accepted_at is not None)
         assert len(times) == 50
         # In any window of w seconds at most burst + rate·w connects (small tolerance for clock reads).
@@ -165,7 +172,7 @@ async def test_hundred_jobs_with_injected_faults_all_end_right(
         run = await s.run_until_settled(dead_letters=20, options=options, timeout_s=240)
         finals = run.actions()
         for body in good:
-            assert finals[body["job_id"]] == "complete", body["job_id"]
+            assert finals[body["job_id"]] in SUCCEEDED, body["job_id"]
             manifest = await s.manifest(body["job_id"])
             assert manifest is not None and manifest.status == "succeeded"
         for body in bad_audio:
