@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import wave
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.core.credentials import AzureKeyCredential
+from voice_sdk_helpers import CALLER_TURNS_MS, FMT, FRAME_MS, make_job, wav_frames
 
-from worker.audio.formats import AudioFormat
 from worker.errors import Transient
 from worker.jobs import Job
 from worker.pacing import Paced, WirePacer
@@ -23,30 +21,6 @@ sim_mod = pytest.importorskip(
 )
 
 pytestmark = pytest.mark.integration
-
-AUDIO = Path(__file__).resolve().parents[2].parent / "shared" / "audio"
-CALLER_TURNS_MS = [(500, 3050), (6050, 9120), (12120, 14000)]  # INDEX.md
-FRAME_MS = 20
-FMT = AudioFormat("pcm16", 16000)
-
-
-def make_job(**fields: Any) -> Job:
-    base: dict[str, Any] = {
-        "version": 1,
-        "job_id": "sdk-roll",
-        "input": {"url": "https://a.blob.core.windows.net/in/x.wav"},
-    }
-    streaming = {"sample_rate": 16000, "trailing_silence_ms": 1500, "response_timeout_s": 20.0}
-    streaming |= fields.pop("streaming", {})
-    return Job.model_validate(base | {"streaming": streaming} | fields)
-
-
-async def wav_frames(name: str) -> AsyncIterator[bytes]:
-    with wave.open(str(AUDIO / name), "rb") as w:
-        raw = w.readframes(w.getnframes())
-    step = FMT.frame_bytes(FRAME_MS)
-    for i in range(0, len(raw), step):
-        yield raw[i : i + step].ljust(step, b"\0")
 
 
 async def run(sim: Any, job: Job, tmp_path: Path, *, pace: float, options: SessionOptions) -> SessionResult:
